@@ -1,0 +1,39 @@
+# Set-up is idempotent: every target first makes sure .venv, the project and
+# the Debian packages it needs are there.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup venv data test demo lint clean
+
+setup: venv data
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+data:
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/nas-space show mobilenetv3_large
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

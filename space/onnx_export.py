@@ -1,0 +1,42 @@
+"""Export an :class:`Arch` (and optionally trained weights) to ONNX."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .build import build
+from .spec import Arch
+
+ONNX_OPSET = 17  # HardSwish/HardSigmoid are native from opset 14
+
+
+def export_onnx(arch: Arch, path: str | os.PathLike, resolution: int = 224, num_classes: int = 1000,
+                model: nn.Module | None = None, batch: int = 1) -> Path:
+    """Write ``arch`` (or the given trained ``model`` of it) as an ONNX file; returns the path.
+
+    The file is written to a temporary name and renamed, so a failed export
+    leaves nothing behind.
+    """
+    path = Path(path)
+    net = model if model is not None else build(arch, num_classes=num_classes)
+    net = net.eval()
+    x = torch.zeros(batch, 3, resolution, resolution)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), tmp, input_names=["input"], output_names=["logits"],
+                              opset_version=ONNX_OPSET, dynamo=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

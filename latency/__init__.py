@@ -1,1 +1,1 @@
-"""placeholder"""
+"""hwnas.latency: per-layer latency tables, targets, prediction and validation."""

@@ -1,0 +1,173 @@
+"""Run folders: what a search leaves behind, and how a notebook opens it.
+
+Layout of ``results/<run>/``::
+
+    config.yaml      the resolved configuration (format_version inside)
+    study.db         Optuna storage (SQLite; optuna-dashboard can open it)
+    trials.parquet   one row per trial (also trials.csv)
+    best.json        the best trial: arch string, latency, accuracy, reward
+    best.pt          trained weights of the best net (state_dict)
+    best.onnx        the best net, exported with those weights
+    pareto.csv       accuracy/latency Pareto front of finished trials
+    reward.png       reward over trials
+    acc_vs_latency.png  accuracy vs predicted latency, reference nets marked
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+TRIAL_COLUMNS = [
+    "number", "state", "arch", "params", "madds", "latency_ms", "accuracy", "reward",
+    "skipped", "error", "epochs", "train_s", "duration_s", "datetime_start", "datetime_complete",
+]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_df(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def trials_frame(study) -> pd.DataFrame:  # noqa: ANN001 - optuna.Study
+    """One row per trial of ``study`` with the columns of :data:`TRIAL_COLUMNS`
+    plus every architecture decision as ``p_<name>``."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        values = t.values or []
+        start, end = t.datetime_start, t.datetime_complete
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "arch": ua.get("arch"),
+            "params": ua.get("params"),
+            "madds": ua.get("madds"),
+            "latency_ms": ua.get("latency_ms"),
+            "accuracy": ua.get("accuracy", math.nan),
+            "reward": ua.get("reward", values[0] if len(values) == 1 else math.nan),
+            "skipped": ua.get("skipped"),
+            "error": ua.get("error"),
+            "epochs": ua.get("epochs"),
+            "train_s": ua.get("train_s"),
+            "duration_s": (end - start).total_seconds() if start and end else math.nan,
+            "datetime_start": start,
+            "datetime_complete": end,
+        }
+        row.update({f"p_{k}": v for k, v in t.params.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    for c in ("accuracy", "reward", "latency_ms", "train_s"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df.sort_values("number").reset_index(drop=True)
+
+
+def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials not dominated in (accuracy up, latency down)."""
+    ok = df[(df["state"] == "COMPLETE") & df["accuracy"].notna() & df["latency_ms"].notna()]
+    ok = ok.sort_values(["latency_ms", "accuracy"], ascending=[True, False])
+    best = -np.inf
+    keep = []
+    for idx, acc in zip(ok.index, ok["accuracy"], strict=True):
+        if acc > best:
+            keep.append(idx)
+            best = acc
+    return ok.loc[keep, ["number", "arch", "latency_ms", "accuracy", "reward", "params", "madds"]]
+
+
+def best_trial_row(df: pd.DataFrame, multi_objective: bool = False) -> pd.Series | None:
+    ok = df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
+    if ok.empty:
+        return None
+    if multi_objective:
+        return ok.sort_values(["accuracy", "latency_ms"], ascending=[False, True]).iloc[0]
+    return ok.sort_values(["reward", "number"], ascending=[False, True]).iloc[0]
+
+
+# ----------------------------------------------------------------- reading ---
+@dataclass
+class Run:
+    """A finished or running search, opened from its folder.
+
+    Attributes:
+        path: the run folder.
+        config: the resolved configuration (dict from config.yaml).
+        trials: one row per trial (DataFrame).
+        best: the best trial (dict from best.json), or None.
+        pareto: the accuracy/latency Pareto front (DataFrame).
+    """
+
+    path: Path
+    config: dict
+    trials: pd.DataFrame
+    best: dict | None
+    pareto: pd.DataFrame
+
+    def plot_rewards(self, ax=None):  # noqa: ANN001, ANN201 - matplotlib objects
+        """Reward of each trial and the best so far."""
+        from .plots import plot_rewards
+
+        return plot_rewards(self.trials, ax=ax)
+
+    def plot_accuracy_vs_latency(self, ax=None, references: bool = True):  # noqa: ANN001, ANN201
+        """Accuracy vs predicted latency; reference nets marked at their predicted latency."""
+        from .plots import plot_accuracy_vs_latency
+
+        refs = self.config.get("reference_latency_ms", {}) if references else {}
+        return plot_accuracy_vs_latency(self.trials, self.pareto, refs,
+                                        target_ms=self.config.get("latency_ms"), ax=ax)
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Open a run folder written by ``nas-search``.
+
+    >>> run = load_run("results/demo")   # doctest: +SKIP
+    >>> run.trials[["arch", "latency_ms", "accuracy", "reward"]].head()  # doctest: +SKIP
+    """
+    p = Path(path)
+    cfg_path = p / "config.yaml"
+    if not cfg_path.is_file():
+        raise ValueError(f"{p} is not a run folder: no config.yaml in it")
+    config = yaml.safe_load(cfg_path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{cfg_path}: expected a mapping, got {type(config).__name__}")
+    tp = p / "trials.parquet"
+    trials = pd.read_parquet(tp) if tp.is_file() else pd.DataFrame(columns=TRIAL_COLUMNS)
+    bp = p / "best.json"
+    best = json.loads(bp.read_text()) if bp.is_file() else None
+    pp = p / "pareto.csv"
+    pareto = pd.read_csv(pp) if pp.is_file() else pareto_front(trials)
+    return Run(path=p, config=config, trials=trials, best=best, pareto=pareto)

@@ -1,0 +1,163 @@
+"""``nas-search``: search a space for the most accurate net under a latency budget.
+
+    nas-search --target pixel --lat 50ms
+    nas-search --target host --lat 8ms --trials 40 --sampler rl --reward hard
+    nas-search --out results/my-run --resume
+
+Thin: parse and validate, call :func:`hwnas.search.run.run_search`, print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from .config import BACKENDS, PREFILTERS, PRUNERS, REWARDS, SAMPLERS, SearchConfig, parse_config
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|h)?\s*$")
+_DURATION_S = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``600``, ``600s``, ``10m`` or ``1.5h``."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"bad --timeout {text!r}: expected seconds or a number with s, m or h (e.g. 10m)")
+    return float(m.group(1)) * _DURATION_S[m.group(2)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nas-search",
+        description="Hardware-aware architecture search: find the most accurate network of a "
+                    "search space whose latency on a target device meets a budget "
+                    "(MnasNet-style), and write a run folder under results/.",
+        epilog="Example: nas-search --target pixel --lat 50ms  (about 10 minutes on 2 cores)")
+    a = p.add_argument
+    a("--target", help="latency target: host, pixel, or a target built with nas-latency build")
+    a("--lat", help="latency budget with a unit: 50ms, 0.05s, 50000us")
+    a("--space", default=None, help="search space: mobilenetv3 (default) or mnasnet")
+    a("--data", default=None, help="proxy task data: fashion-mnist (default), a folder of IDX "
+                                    "files, or an ImageFolder directory")
+    a("--trials", type=int, default=None, help="number of trials in total (default 12)")
+    a("--timeout", default=None, help="stop starting trials after this long (600, 10m, 1h)")
+    a("--sampler", choices=SAMPLERS, default=None,
+      help="controller: tpe (default), nsga2 (default for pareto), random, rl (MnasNet policy gradient)")
+    a("--reward", choices=REWARDS, default=None,
+      help="soft/hard: MnasNet ACC*(LAT/TAR)^w; abs: TuNAS ACC+beta*|LAT/TAR-1|; pareto: multi-objective")
+    a("--w", type=float, default=None, help="override the reward exponent (MnasNet) or beta (TuNAS)")
+    a("--epochs", type=int, default=None, help="proxy training epochs per trial (default 1)")
+    a("--proxy-resolution", type=int, default=None,
+      help="training resolution of the proxy task (default 32); latency uses --resolution")
+    a("--resolution", type=int, default=None, help="deployment resolution for latency (default 224)")
+    a("--train-subset", type=int, default=None, help="train on this many images of the train split")
+    a("--pruner", choices=PRUNERS, default=None, help="stop weak trials early (default median)")
+    a("--prefilter", choices=PREFILTERS, default=None,
+      help="zero-cost score at initialisation to discard hopeless candidates before training")
+    a("--workers", type=int, default=None, help="parallel trial processes (local) or concurrent Ray trials")
+    a("--backend", choices=BACKENDS, default=None, help="local (default) or ray (a local Ray for the run)")
+    a("--ray-address", default=None, help="join an existing Ray cluster (implies --backend ray)")
+    a("--max-failures", type=int, default=None, help="Ray: retries of a failed trial (default 2)")
+    a("--storage", default=None, help="Optuna storage URL (default: SQLite in the run folder), "
+                                      "e.g. postgresql://user@host/db for several machines")
+    a("--out", default=None, help="run folder (default results/<target>-<lat>-<time>)")
+    a("--resume", action="store_true", help="continue the run in --out")
+    a("--seed", type=int, default=None, help="one seed for sampling, data order and init (default 0)")
+    a("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+_FLAG_TO_FIELD = {
+    "space": "space", "data": "data", "trials": "trials", "sampler": "sampler", "reward": "reward",
+    "w": "w", "epochs": "epochs", "proxy_resolution": "proxy_resolution", "resolution": "resolution",
+    "train_subset": "train_subset", "pruner": "pruner", "prefilter": "prefilter", "workers": "workers",
+    "backend": "backend", "ray_address": "ray_address", "max_failures": "max_failures",
+    "storage": "storage", "out": "out", "seed": "seed",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    raw: dict = {}
+    if args.resume:
+        if not args.out:
+            raise ValueError("--resume needs --out RUN_FOLDER (the run to continue)")
+        cfg = Path(args.out) / "config.yaml"
+        if not cfg.is_file():
+            raise ValueError(f"cannot resume {args.out}: no config.yaml there")
+        raw = SearchConfig.from_yaml(cfg).model_dump()
+    elif not args.target or not args.lat:
+        raise ValueError("--target and --lat are required (e.g. --target pixel --lat 50ms)")
+    if args.target:
+        raw["target"] = args.target
+    if args.lat:
+        raw["latency"] = args.lat
+        raw.pop("latency_ms", None)
+    for flag, field in _FLAG_TO_FIELD.items():
+        v = getattr(args, flag)
+        if v is not None:
+            raw[field] = v
+    if args.timeout is not None:
+        raw["timeout_s"] = parse_duration(args.timeout)
+    return parse_config(raw, source="nas-search")
+
+
+def _summary(run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .results import load_run
+
+    run = load_run(run_dir)
+    con = Console()
+    df = run.trials
+    done = df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
+    table = Table(title=f"Best networks ({len(done)} trained of {len(df)} trials)")
+    for col in ("trial", "latency (ms)", "accuracy", "reward", "arch"):
+        table.add_column(col, overflow="fold")
+    for _, r in done.sort_values("reward", ascending=False).head(5).iterrows():
+        table.add_row(str(r["number"]), f"{r['latency_ms']:.2f}", f"{r['accuracy']:.4f}",
+                      f"{r['reward']:.4f}", str(r["arch"]))
+    con.print(table)
+    con.print(f"Results: {run_dir}  (open with hwnas.search.load_run({str(run_dir)!r}))")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        from .run import run_search
+
+        if args.quiet:
+            run_dir = run_search(config, resume=args.resume)
+        else:
+            run_dir = _run_with_progress(config, args.resume)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"nas-search: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nas-search: interrupted; continue with --resume --out RUN_FOLDER", file=sys.stderr)
+        return 130
+    _summary(run_dir)
+    return 0
+
+
+def _run_with_progress(config: SearchConfig, resume: bool) -> Path:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .run import run_search
+
+    with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best reward {task.fields[best]}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task("trials", total=config.trials, best="-")
+
+        def progress(done: int, total: int, best: float | None) -> None:
+            bar.update(task, completed=done, total=total,
+                       best="-" if best is None else f"{best:.4f}")
+
+        return run_search(config, resume=resume, progress=progress)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The resolved configuration of a search run (validated with pydantic).
+
+What the user typed (CLI flags or YAML) becomes one :class:`SearchConfig`,
+saved as ``config.yaml`` in the run folder so the run can be resumed and read
+back exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .units import parse_latency
+
+CONFIG_FORMAT_VERSION = 1
+
+REWARDS = ("soft", "hard", "abs", "pareto")
+SAMPLERS = ("tpe", "nsga2", "random", "rl")
+BACKENDS = ("local", "ray")
+PRUNERS = ("median", "sha", "hyperband", "none")
+PREFILTERS = ("none", "synflow", "naswot")
+
+# Default budget: "with only --target and --lat, something sensible in about
+# 10 minutes on 2 cores" (see docs/benchmarks.md for the per-trial time).
+DEFAULT_TRIALS = 12
+DEFAULT_TIMEOUT_S = 600.0
+# Hard reward: a candidate predicted this much over budget is not trained.
+DEFAULT_SKIP_FACTOR = 1.25
+
+
+class SearchConfig(BaseModel):
+    """Everything a search run needs; see ``nas-search --help`` for each field."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    format_version: int = CONFIG_FORMAT_VERSION
+    target: str
+    latency: str = Field(description="latency budget with unit, e.g. 50ms")
+    latency_ms: float = 0.0
+    space: str = "mobilenetv3"
+    data: str = "fashion-mnist"
+    trials: int = Field(DEFAULT_TRIALS, ge=1)
+    timeout_s: float | None = Field(DEFAULT_TIMEOUT_S, gt=0)
+    sampler: Literal["tpe", "nsga2", "random", "rl"] | None = None
+    reward: Literal["soft", "hard", "abs", "pareto"] = "soft"
+    w: float | None = None
+    epochs: int = Field(1, ge=1)
+    proxy_resolution: int = Field(32, ge=16, le=512)
+    resolution: int = Field(224, ge=32, le=1024, description="deployment resolution for latency")
+    train_subset: int | None = Field(None, ge=64)
+    val_size: int = Field(5000, ge=64)
+    batch_size: int = Field(128, ge=1)
+    lr: float | None = Field(None, gt=0)
+    pruner: Literal["median", "sha", "hyperband", "none"] = "median"
+    prefilter: Literal["none", "synflow", "naswot"] = "none"
+    prefilter_keep: float = Field(0.5, gt=0, le=1, description="fraction of candidates kept")
+    skip_factor: float = Field(DEFAULT_SKIP_FACTOR, gt=1)
+    workers: int = Field(1, ge=1)
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    max_failures: int = Field(2, ge=0)
+    storage: str | None = None
+    out: str | None = None
+    seed: int = 0
+    num_classes: int | None = None
+    reference_latency_ms: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("latency")
+    @classmethod
+    def _lat(cls, v: str) -> str:
+        parse_latency(v)
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _resolve(self) -> SearchConfig:
+        ms = parse_latency(self.latency)
+        if self.latency_ms != ms:
+            object.__setattr__(self, "latency_ms", ms)
+        if self.sampler is None:
+            object.__setattr__(self, "sampler", "nsga2" if self.reward == "pareto" else "tpe")
+        if self.ray_address and self.backend != "ray":
+            object.__setattr__(self, "backend", "ray")
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.reward == "pareto"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> SearchConfig:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+        version = raw.get("format_version", CONFIG_FORMAT_VERSION)
+        if version > CONFIG_FORMAT_VERSION:
+            raise ValueError(f"{path}: config format_version {version} is newer than this hwnas "
+                             f"reads ({CONFIG_FORMAT_VERSION})")
+        return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> SearchConfig:
+    """Validate ``raw`` into a config; one-line ValueError naming field and value."""
+    try:
+        return SearchConfig(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        raise ValueError(f"{source}: {field}: {msg}{shown}") from None

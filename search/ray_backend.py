@@ -1,0 +1,137 @@
+"""Ray Tune execution: each candidate is a Ray Tune trial with its own CPU/GPU
+resources; failed trials are retried (``max_failures``). The Optuna study
+lives in the run's storage exactly as with the local backend, so the results
+layout is the same.
+
+``--backend ray`` starts a local Ray for the run; ``--ray-address ADDR``
+joins an existing cluster (then use a shared ``--storage postgresql://...``
+so every node reaches the study).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from .config import SearchConfig, parse_config
+
+# Fault injection for the retry test only: when this variable names a file
+# that does not exist yet, the first trial creates it and kills its worker.
+KILL_ONCE_ENV = "HWNAS_TEST_KILL_WORKER_ONCE"
+
+_COMPONENTS: dict[str, object] = {}
+
+
+class _StorageTrial:
+    """The slice of ``optuna.Trial`` a worker needs: its number and user attrs,
+    written straight to the study's storage."""
+
+    def __init__(self, config: SearchConfig, run_dir: Path, number: int) -> None:
+        from .run import make_storage, study_name
+
+        self.number = number
+        self._storage = make_storage(config, run_dir)
+        sid = self._storage.get_study_id_from_name(study_name(run_dir))
+        self._tid = self._storage.get_trial_id_from_study_id_trial_number(sid, number)
+
+    def set_user_attr(self, key: str, value: object) -> None:
+        self._storage.set_trial_user_attr(self._tid, key, value)
+
+
+def _components(config_yaml: str, run_dir: str):  # noqa: ANN202
+    from .objective import Components
+
+    key = config_yaml + run_dir
+    if key not in _COMPONENTS:  # once per Ray worker process
+        _COMPONENTS[key] = Components.build(parse_config(yaml.safe_load(config_yaml)), Path(run_dir))
+    return _COMPONENTS[key]
+
+
+def _trainable(params: dict, config_yaml: str, run_dir: str) -> dict:
+    from ray import tune
+
+    from .objective import evaluate_arch
+
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if marker and not os.path.exists(marker):
+        Path(marker).write_text("killed\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+    comp = _components(config_yaml, run_dir)
+    number = int(params["_trial_number"])
+    lat = float(params["_latency_ms"])
+    arch = comp.space.decode({k: v for k, v in params.items() if not k.startswith("_")})
+    trial = _StorageTrial(comp.config, comp.run_dir, number)
+    try:
+        value = evaluate_arch(trial, comp, arch, lat)
+    except Exception as e:
+        trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+        raise
+    if comp.config.multi_objective:
+        acc, lat_v = value
+        metrics = {"accuracy": acc, "latency_ms": lat_v}
+    else:
+        metrics = {"reward": value}
+    tune.report(metrics)
+    return metrics
+
+
+def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
+            progress: Callable[[int, int, float | None], None] | None = None) -> None:
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from .objective import Components, describe_arch
+    from .run import finished_count, make_storage, open_study, study_name
+    from .samplers import make_sampler
+
+    comp = Components.build(config, run_dir, with_data=False)
+
+    def define(trial) -> dict:  # noqa: ANN001 - Ray's Optuna trial captor
+        arch = comp.space.sample(trial)
+        lat = describe_arch(trial, comp, arch)
+        return {"_trial_number": trial.number, "_latency_ms": lat}
+
+    if config.multi_objective:
+        metric, mode = ["accuracy", "latency_ms"], ["max", "min"]
+    else:
+        metric, mode = "reward", "max"
+    searcher = OptunaSearch(space=define, metric=metric, mode=mode,
+                            sampler=make_sampler(config.sampler, seed=config.seed,
+                                                 multi_objective=config.multi_objective),
+                            study_name=study_name(run_dir), storage=make_storage(config, run_dir))
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, **({} if config.ray_address else
+                                             {"num_cpus": os.cpu_count() or 1}))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, config.workers))
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, config_yaml=config.to_yaml(), run_dir=str(run_dir.resolve())),
+        {"cpu": cpus, "gpu": gpus})
+
+    class _Progress(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+            if progress:
+                study = open_study(config, run_dir, create=False)
+                progress(finished_count(study), config.trials, None)
+
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                    max_concurrent_trials=config.workers,
+                                    time_budget_s=config.timeout_s),
+        run_config=tune.RunConfig(name="ray", storage_path=str((run_dir / "ray").resolve()),
+                                  failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                                  callbacks=[_Progress()], verbose=0),
+    )
+    try:
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()

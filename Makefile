@@ -7,7 +7,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup venv data test demo lint clean
+.PHONY: setup venv data test-deps test demo lint clean
 
 setup: venv data
 
@@ -26,7 +26,13 @@ data:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
-test: setup
+# Servers the tests use for real (sshd for the ssh runner, PostgreSQL for
+# shared Optuna storage); the tests start throwaway instances on 127.0.0.1.
+test-deps:
+	@bash tests/setup/install_postgres.sh
+	@if [ -f tests/setup/install_sshd.sh ]; then bash tests/setup/install_sshd.sh; fi
+
+test: setup test-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Measure every ``.onnx`` model in a folder with onnxruntime; print one JSON document.
+
+This program runs ON the measured device (a board reached over ssh): it needs
+only Python 3, numpy and onnxruntime, never ``hwnas``. ``SshRunner`` copies it
+next to the models, runs it and parses its standard output. The protocol is
+the project's (see ``hwnas.latency.runner``): batch 1, fp32 inputs of the
+shape the model declares (free dimensions as 1), ``--threads`` intra-op
+threads, one inter-op thread, sequential execution, all graph optimisations,
+the process pinned to as many cores as threads, ``--warmup`` discarded runs,
+then ``--runs`` timed runs. Times are milliseconds::
+
+    python3 remote_measure.py --threads 1 --warmup 10 --runs 50 models/
+    {"format": 1, "device": {...}, "protocol": {...},
+     "results": {"m0000": {"median": 0.41, "p10": 0.40, "p90": 0.45, "n": 50}}}
+
+``--info`` prints only the device description; the program may also be read
+from standard input (``python3 - --info < remote_measure.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+FORMAT_VERSION = 1
+INPUT_SEED = 0  # inputs are random normal draws; the seed only makes runs repeatable
+_CPUFREQ = "/sys/devices/system/cpu/cpu{}/cpufreq/cpuinfo_max_freq"
+# /proc/cpuinfo field naming the CPU: x86 ("model name"), Arm SoCs ("Hardware",
+# "Model"), RISC-V ("uarch", "isa"); the first present wins.
+_CPU_FIELDS = ("model name", "Hardware", "Model", "uarch", "cpu model", "isa")
+_NUMPY_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def summarize(times_ms: Sequence[float]) -> dict:
+    """Median, 10th and 90th percentiles (linear interpolation) and count of ``times_ms``.
+
+    >>> summarize([1.0, 2.0, 3.0, 4.0, 5.0])
+    {'median': 3.0, 'p10': 1.4, 'p90': 4.6, 'n': 5}
+    """
+    import numpy as np
+
+    if not times_ms:
+        raise ValueError("no timed runs to summarise")
+    x = np.asarray(times_ms, dtype=float)
+    p10, median, p90 = np.percentile(x, [10, 50, 90])
+    return {"median": float(median), "p10": float(p10), "p90": float(p90), "n": int(x.size)}
+
+
+def cpu_model_from(cpuinfo: str) -> str:
+    """The CPU's name in the text of a /proc/cpuinfo; ``""`` when it names none."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and value.strip():
+            fields.setdefault(key.strip(), value.strip())
+    for name in _CPU_FIELDS:
+        if name in fields:
+            return fields[name]
+    if "CPU part" in fields:  # bare Arm kernels: implementer/part codes only
+        return f"arm implementer {fields.get('CPU implementer', '?')} part {fields['CPU part']}"
+    return ""
+
+
+def cpu_model() -> str:
+    """This machine's CPU from /proc/cpuinfo, else :func:`platform.processor`, else ``unknown``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    return cpu_model_from(text) or platform.processor() or "unknown"
+
+
+def _max_freq(cpu: int) -> int:
+    try:
+        return int(Path(_CPUFREQ.format(cpu)).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def fastest_cpus(count: int) -> list[int]:
+    """The ``count`` allowed cores with the highest maximum clock (big cores on big.LITTLE).
+
+    Ties go to the higher core number (Android numbers big cores last).
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    ranked = sorted(allowed, key=lambda c: (_max_freq(c), c), reverse=True)
+    return sorted(ranked[: max(1, count)])
+
+
+def pin(threads: int, cpus: Sequence[int] | None = None) -> list[int]:
+    """Pin this process to ``cpus`` (default: the fastest ``threads`` cores); return them.
+
+    Returns ``[]`` where the OS has no ``sched_setaffinity`` (macOS).
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return []
+    chosen = list(cpus) if cpus else fastest_cpus(threads)
+    os.sched_setaffinity(0, chosen)
+    return chosen
+
+
+def device_info() -> dict:
+    """What the numbers were measured on: OS, CPU, Python, numpy and onnxruntime versions."""
+    import numpy as np
+    import onnxruntime as ort
+
+    u = platform.uname()
+    return {
+        "hostname": u.node,
+        "os": f"{u.system} {u.release}",
+        "kernel": u.version,
+        "machine": u.machine,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "runtime": "onnxruntime",
+        "runtime_version": ort.__version__,
+    }
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _feeds(sess, rng) -> dict:
+    feeds = {}
+    for inp in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]  # batch 1
+        dtype = _NUMPY_DTYPES.get(inp.type)
+        if dtype is None:
+            raise ValueError(f"input {inp.name!r} has unsupported type {inp.type}")
+        feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def measure_one(path: Path, *, threads: int, warmup: int, runs: int) -> dict:
+    """Statistics (ms) of ``runs`` timed runs of the model at ``path`` after ``warmup`` runs."""
+    import numpy as np
+
+    sess = _session(path, threads)
+    feeds = _feeds(sess, np.random.default_rng(INPUT_SEED))
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        sess.run(None, feeds)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return summarize(times)
+
+
+def measure_folder(folder: Path, *, threads: int, warmup: int, runs: int,
+                   cpus: Sequence[int] | None = None, pin_cpus: bool = True) -> dict:
+    """The JSON document for every ``*.onnx`` in ``folder`` (name = file stem)."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    models = sorted(folder.glob("*.onnx"))
+    if not models:
+        raise ValueError(f"no .onnx files in {folder}")
+    pinned = pin(threads, cpus) if pin_cpus else []
+    results = {p.stem: measure_one(p, threads=threads, warmup=warmup, runs=runs) for p in models}
+    return {
+        "format": FORMAT_VERSION,
+        "device": device_info(),
+        "protocol": {"threads": threads, "warmup": warmup, "runs": runs, "batch": 1,
+                     "pinned_cpus": pinned},
+        "results": results,
+    }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, nargs="?", help="folder of .onnx models")
+    parser.add_argument("--threads", type=_positive, default=1)
+    parser.add_argument("--warmup", type=_non_negative, default=10)
+    parser.add_argument("--runs", type=_positive, default=50)
+    parser.add_argument("--cpus", type=lambda s: [int(c) for c in s.split(",")], default=None,
+                        help="comma-separated cores to pin to (default: the fastest ones)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
+    parser.add_argument("--info", action="store_true", help="print the device description only")
+    args = parser.parse_args(argv)
+    if args.info:
+        doc = {"format": FORMAT_VERSION, "device": device_info()}
+    elif args.folder is None:
+        parser.error("a folder of .onnx models is required (or --info)")
+    else:
+        try:
+            doc = measure_folder(args.folder, threads=args.threads, warmup=args.warmup,
+                                 runs=args.runs, cpus=args.cpus, pin_cpus=not args.no_pin)
+        except Exception as e:  # one line for the runner; onnxruntime raises its own types
+            first = (str(e).strip().splitlines() or [""])[0]
+            print(f"remote_measure: {type(e).__name__}: {first}", file=sys.stderr)
+            return 1
+    json.dump(doc, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

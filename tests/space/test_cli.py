@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from hwnas.space import Arch, reference
+from hwnas.space import REFERENCE_NAMES, Arch, reference
 from hwnas.space.cli import main
 
 SMALL = "stem_k3_s2_c16_nre:ds_r1_k3_s1_c16:ir_r2_k5_s2_e3_c24_se0.25_nhs:head_v2_c256_nre"
@@ -109,3 +110,27 @@ def test_console_script() -> None:
     bad = subprocess.run([str(script), "show", "spnasnet", "--width", "9"], capture_output=True, text=True,
                          check=False)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "'9'" in bad.stderr
+
+
+def test_list_shows_references_with_their_sizes(capsys) -> None:
+    code, out, _ = run(["list"], capsys)
+    assert code == 0
+    for name in REFERENCE_NAMES:
+        assert f"{name} " in out and f"{reference(name).params():,}" in out
+
+
+def test_sample_prints_a_seeded_arch_string(capsys) -> None:
+    searchspace = pytest.importorskip("hwnas.space.searchspace")
+    code, out, err = run(["sample", "--space", "mobilenetv3", "--seed", "7"], capsys)
+    assert code == 0 and err == ""
+    arch = Arch.from_str(out.strip())
+    expected = searchspace.get_space("mobilenetv3").sample_random(np.random.default_rng(7))
+    assert arch == expected and out == expected.to_str() + "\n"
+    seen = set()
+    for seed in range(5):
+        assert main(["sample", "--space", "mnasnet", "--seed", str(seed)]) == 0
+        seen.add(capsys.readouterr().out)
+    assert len(seen) > 1
+    line = usage_error(["sample", "--space", "resnet"], capsys)
+    assert "unknown search space 'resnet': known are " in line
+    assert all(name in line for name in searchspace.SPACE_NAMES)

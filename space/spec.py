@@ -116,6 +116,9 @@ class BlockSpec:
                    self.exp_ratio if self.mid_chs is None else self.mid_chs, "1 (only ir blocks expand)")
         if self.type == "conv":
             _check(self.se_ratio == 0, "SE ratio of a conv block", self.se_ratio, "0 (conv blocks have no SE)")
+        if self.se_ratio == 0:  # SE style means nothing without SE: one canonical value
+            object.__setattr__(self, "se_gate", "hsigmoid")
+            object.__setattr__(self, "se_from", "mid")
 
     # --- derived shapes -------------------------------------------------
     def mid(self, in_chs: int) -> int:

@@ -37,6 +37,7 @@ from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, Runne
 
 DEFAULT_TIMEOUT_S = 600.0  # one step (upload, a measurement, clean-up); generous for slow boards
 DEFAULT_CONNECT_TIMEOUT_S = 10  # ssh's ConnectTimeout
+SSH_BATCH = 16  # models per remote measuring step, so that each step's timeout stays meaningful
 KILL_GRACE_S = 5.0  # after killing a timed-out tool, how long to wait for its pipes to close
 ADB_REMOTE_DIR = "/data/local/tmp/hwnas"  # the one folder apps-less shells may write on Android
 ADB_PUSH_CHUNK = 64  # files per ``adb push`` call
@@ -198,7 +199,7 @@ class SshRunner(Runner):
         parent = shlex.quote(self.remote_dir)
         script = (f'umask 077 && mkdir -p {parent} && d=$(mktemp -d {parent}/hwnas.XXXXXX) '
                   f'&& tar -xf - -C "$d" && printf "%s\\n" "$d"')
-        out = self._ssh(script, "upload", stdin=buf.getvalue())
+        out = self._ssh(shlex.join(["sh", "-c", script]), "upload", stdin=buf.getvalue())  # any login shell
         folder = out.strip().splitlines()[-1] if out.strip() else ""
         if not folder.startswith(f"{self.remote_dir.rstrip('/')}/hwnas."):
             raise RunnerError(f"ssh to {self.destination} failed: upload printed {folder!r}, not a folder")
@@ -211,23 +212,26 @@ class SshRunner(Runner):
             return {}
         names = _neutral_names(models)
         folder = self._upload(models, names)
+        fail = f"ssh to {self.destination} failed"
+        stats: dict[str, Stats] = {}
         try:
-            cmd = [self.python, f"{folder}/remote_measure.py", "--threads", str(threads),
-                   "--warmup", str(warmup), "--runs", str(runs), f"{folder}/models"]
-            if not self.pin:
-                cmd.append("--no-pin")
-            out = self._ssh(shlex.join(cmd), "measuring")
+            stems = list(names)
+            for i in range(0, len(stems), SSH_BATCH):
+                batch = stems[i:i + SSH_BATCH]
+                cmd = [self.python, f"{folder}/remote_measure.py", "--threads", str(threads),
+                       "--warmup", str(warmup), "--runs", str(runs), "--names", ",".join(batch)]
+                out = self._ssh(shlex.join([*cmd, *([] if self.pin else ["--no-pin"]), f"{folder}/models"]),
+                                f"measuring {batch[0]}..{batch[-1]}" if len(batch) > 1 else f"measuring {batch[0]}")
+                doc = self._parse(out)
+                results = doc.get("results", {})
+                if set(results) != set(batch):
+                    raise RunnerError(f"{fail}: results for {sorted(results)}, expected {batch}")
+                stats.update({names[stem]: _stats(results[stem], runs, fail) for stem in batch})
+                self._device = {**doc.get("device", {}), "transport": "ssh", "host": self.destination}
         finally:
             with contextlib.suppress(RunnerError):  # best effort: the board's /tmp is cleared anyway
                 self._ssh(shlex.join(["rm", "-rf", "--", folder]), "clean-up")
-        doc = self._parse(out)
-        results = doc.get("results", {})
-        if set(results) != set(names):
-            raise RunnerError(f"ssh to {self.destination} failed: results for {sorted(results)}, "
-                              f"expected {sorted(names)}")
-        self._device = {**doc.get("device", {}), "transport": "ssh", "host": self.destination}
-        fail = f"ssh to {self.destination} failed"
-        return {names[stem]: _stats(results[stem], runs, fail) for stem in names}
+        return {name: stats[name] for name in models}
 
     def _parse(self, out: str) -> dict:
         try:
@@ -348,13 +352,13 @@ class AdbRunner(Runner):
         done = _call([self.adb, "devices"], timeout=self.timeout, fail=self._fail, step="adb devices")
         if done.returncode != 0:
             raise RunnerError(f"{self._fail}: adb devices exited {done.returncode}: {_one_line(done.stderr)}")
-        states = dict(ln.split(None, 1) for ln in done.stdout.splitlines()[1:] if len(ln.split()) >= 2)
+        states = dict(re.findall(r"^(\S+)\t(\S+)", done.stdout, re.M))  # "SERIAL<tab>STATE" lines
         state = states.get(self.serial)
         if state is None:
             listed = ", ".join(sorted(states)) or "none"
             raise RunnerError(f"adb device {self.serial} not found (adb devices lists: {listed})")
-        if state.split()[0] != "device":
-            raise RunnerError(f"adb device {self.serial} is {state.split()[0]}, not ready")
+        if state != "device":
+            raise RunnerError(f"adb device {self.serial} is {state}, not ready")
 
     def _fastest_cpus(self, threads: int) -> list[int]:
         out = self._shell(shlex.join(["grep", "-H", "."]) + " " + _CPUFREQ_GLOB, "reading core clocks")

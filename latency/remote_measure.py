@@ -14,7 +14,8 @@ then ``--runs`` timed runs. Times are milliseconds::
     {"format": 1, "device": {...}, "protocol": {...},
      "results": {"m0000": {"median": 0.41, "p10": 0.40, "p90": 0.45, "n": 50}}}
 
-``--info`` prints only the device description; the program may also be read
+``--names m0000,m0001`` measures only those models; ``--info`` prints only
+the device description; the program may also be read
 from standard input (``python3 - --info < remote_measure.py``).
 """
 
@@ -174,11 +175,18 @@ def measure_one(path: Path, *, threads: int, warmup: int, runs: int) -> dict:
 
 
 def measure_folder(folder: Path, *, threads: int, warmup: int, runs: int,
-                   cpus: Sequence[int] | None = None, pin_cpus: bool = True) -> dict:
-    """The JSON document for every ``*.onnx`` in ``folder`` (name = file stem)."""
+                   cpus: Sequence[int] | None = None, pin_cpus: bool = True,
+                   names: Sequence[str] | None = None) -> dict:
+    """The JSON document for every ``*.onnx`` in ``folder`` (name = file stem), or only ``names``."""
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
-    models = sorted(folder.glob("*.onnx"))
+    if names:
+        models = [folder / f"{n}.onnx" for n in names]
+        missing = [p.name for p in models if not p.is_file()]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)} in {folder}")
+    else:
+        models = sorted(folder.glob("*.onnx"))
     if not models:
         raise ValueError(f"no .onnx files in {folder}")
     pinned = pin(threads, cpus) if pin_cpus else []
@@ -215,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpus", type=lambda s: [int(c) for c in s.split(",")], default=None,
                         help="comma-separated cores to pin to (default: the fastest ones)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
+    parser.add_argument("--names", type=lambda s: s.split(","), default=None,
+                        help="comma-separated model stems to measure (default: every .onnx)")
     parser.add_argument("--info", action="store_true", help="print the device description only")
     args = parser.parse_args(argv)
     if args.info:
@@ -224,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         try:
             doc = measure_folder(args.folder, threads=args.threads, warmup=args.warmup,
-                                 runs=args.runs, cpus=args.cpus, pin_cpus=not args.no_pin)
+                                 runs=args.runs, cpus=args.cpus, pin_cpus=not args.no_pin,
+                                 names=args.names)
         except Exception as e:  # one line for the runner; onnxruntime raises its own types
             first = (str(e).strip().splitlines() or [""])[0]
             print(f"remote_measure: {type(e).__name__}: {first}", file=sys.stderr)

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from hwnas.latency import remote_measure
+from hwnas.latency import remote, remote_measure
 from hwnas.latency.remote import AdbRunner, SshRunner, parse_perf_test_results
 from hwnas.latency.runner import RunnerError, Stats
 from onnx import TensorProto, helper
@@ -115,6 +115,18 @@ def test_remote_measure_program_fails_in_one_line(tmp_path: Path, content: bytes
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_remote_measure_program_measures_only_named_models(tmp_path: Path) -> None:
+    for i in range(3):
+        _conv_model(tmp_path / f"m{i:04d}.onnx", 4, 8, i)
+    argv = [sys.executable, remote_measure.__file__, "--runs", "2", "--warmup", "0", "--no-pin", str(tmp_path)]
+    done = subprocess.run([*argv, "--names", "m0002,m0000"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert set(doc["results"]) == {"m0000", "m0002"} and doc["protocol"]["pinned_cpus"] == []
+    done = subprocess.run([*argv, "--names", "m0009"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no m0009.onnx in" in done.stderr
+
+
 def test_remote_measure_reads_itself_from_stdin_for_info() -> None:
     done = subprocess.run([sys.executable, "-", "--info"], input=Path(remote_measure.__file__).read_text(),
                           capture_output=True, text=True, timeout=60)
@@ -200,7 +212,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         log.close()
 
 
-def test_ssh_runner_measures_on_a_real_sshd(sshd: Sshd, models: dict[str, Path], tmp_path: Path) -> None:
+def test_ssh_runner_measures_on_a_real_sshd(sshd: Sshd, models: dict[str, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote, "SSH_BATCH", 1)  # one measuring step per model
     board = tmp_path / "board"
     runner = sshd.runner(remote_dir=str(board))
     stats = runner.measure(models, runs=5, warmup=1)
@@ -224,7 +238,7 @@ def test_ssh_remote_program_failure_is_one_line_and_cleans_up(sshd: Sshd, models
                                                                tmp_path: Path) -> None:
     board = tmp_path / "board"
     runner = sshd.runner(python="/nonexistent/python3", remote_dir=str(board))
-    with pytest.raises(RunnerError, match=r"^ssh to .*@127\.0\.0\.1 failed: measuring exited 127: ") as e:
+    with pytest.raises(RunnerError, match=r"^ssh to .*@127\.0\.0\.1 failed: measuring m0000\.\.m0001 exited 127: ") as e:
         runner.measure(models, runs=2, warmup=0)
     assert "\n" not in str(e.value)
     assert list(board.iterdir()) == []

@@ -8,6 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import TrialState, create_trial
+
 from hwnas.search.samplers import (
     BEHAVIOUR_PROBS_ATTR,
     SAMPLER_NAMES,
@@ -16,9 +20,6 @@ from hwnas.search.samplers import (
     RLSampler,
     make_sampler,
 )
-from optuna.distributions import CategoricalDistribution
-from optuna.study import StudyDirection
-from optuna.trial import TrialState, create_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -283,10 +284,29 @@ def test_late_finishing_trial_triggers_full_replay() -> None:
     assert fresh.numbers == tuple(range(7))
 
 
-@pytest.mark.parametrize("pruner", [optuna.pruners.NopPruner(), optuna.pruners.HyperbandPruner()])
+def reporting(objective: Callable[[optuna.trial.Trial], float]) -> Callable:
+    """``objective`` that reports its value for 3 steps and obeys the pruner."""
+
+    def wrapped(trial: optuna.trial.Trial) -> float:
+        value = objective(trial)
+        for step in range(3):
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+        return value
+
+    return wrapped
+
+
+# Hyperband hands samplers a per-bracket view of the study; the controller must
+# still learn from every trial.
+@pytest.mark.parametrize("pruner", [optuna.pruners.NopPruner(),
+                                    optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3)])
 def test_trials_are_sampled_from_the_replayed_policy(pruner: optuna.pruners.BasePruner) -> None:
     study = optuna.create_study(direction="maximize", sampler=RLSampler(seed=0), pruner=pruner)
-    study.optimize(toy_objective(0), n_trials=25)
+    study.optimize(reporting(toy_objective(0)), n_trials=25)
+    if isinstance(pruner, optuna.pruners.HyperbandPruner):  # the views really differ
+        assert len({pruner._get_bracket_id(study, t) for t in study.trials}) > 1
     first = study.trials[0].system_attrs[BEHAVIOUR_PROBS_ATTR]
     assert first == {f"d{i}": 0.25 for i in range(len(TOY_TARGET))}
     for t in study.trials[1:]:
@@ -328,3 +348,14 @@ def test_ppo_window_and_entropy_still_learn() -> None:
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(toy_objective(0), n_trials=TOY_TRIALS)
     assert tail_mean(study) > len(TOY_TARGET) / len(TOY_CHOICES) + TOY_MARGIN
+
+
+def test_ppo_window_reapplies_recent_trials() -> None:
+    history = [_trial(i, c, TrialState.COMPLETE, v)
+               for i, (c, v) in enumerate([("a", 0.0), ("b", 1.0), ("c", 3.0), ("d", 0.5)])]
+    one = RLSampler().replay(history, StudyDirection.MAXIMIZE)
+    two = RLSampler(ppo_window=2).replay(history, StudyDirection.MAXIMIZE)
+    assert len(one.window) == 1 and len(two.window) == 2
+    assert two.policy.as_dict() != one.policy.as_dict()
+    # the reward-3 trial is re-applied once more, so "c" gains more under window 2
+    assert two.policy.logits("k", TOY_CHOICES)[2] > one.policy.logits("k", TOY_CHOICES)[2]

@@ -19,6 +19,7 @@ CONFIG_FORMAT_VERSION = 1
 
 REWARDS = ("soft", "hard", "abs", "pareto")
 SAMPLERS = ("tpe", "nsga2", "random", "rl")
+MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")
 BACKENDS = ("local", "ray")
 PRUNERS = ("median", "sha", "hyperband", "none")
 PREFILTERS = ("none", "synflow", "naswot")
@@ -81,6 +82,9 @@ class SearchConfig(BaseModel):
             object.__setattr__(self, "latency_ms", ms)
         if self.sampler is None:
             object.__setattr__(self, "sampler", "nsga2" if self.reward == "pareto" else "tpe")
+        if self.reward == "pareto" and self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            raise ValueError(f"sampler {self.sampler!r} optimises one objective; reward pareto "
+                             f"needs one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
         if self.ray_address and self.backend != "ray":
             object.__setattr__(self, "backend", "ray")
         return self
@@ -115,8 +119,9 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> SearchConfig:
         return SearchConfig(**raw)
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "config"
+        field = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        raise ValueError(f"{source}: {field}: {msg}{shown}") from None
+        shown = "" if isinstance(value, dict) or "got" in msg else f" (got {value!r})"
+        where = f"{field}: " if field else ""
+        raise ValueError(f"{source}: {where}{msg}{shown}") from None

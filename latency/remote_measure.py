@@ -174,10 +174,17 @@ def measure_one(path: Path, *, threads: int, warmup: int, runs: int) -> dict:
     return summarize(times)
 
 
-def measure_folder(folder: Path, *, threads: int, warmup: int, runs: int,
-                   cpus: Sequence[int] | None = None, pin_cpus: bool = True,
-                   names: Sequence[str] | None = None) -> dict:
-    """The JSON document for every ``*.onnx`` in ``folder`` (name = file stem), or only ``names``."""
+def measure_folder(
+    folder: Path,
+    *,
+    threads: int,
+    warmup: int,
+    runs: int,
+    cpus: Sequence[int] | None = None,
+    pin_cpus: bool = True,
+    names: Sequence[str] | None = None,
+) -> dict:
+    """The JSON document for every ``*.onnx`` in ``folder`` (name: file stem), or ``names``."""
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
     if names:
@@ -194,8 +201,13 @@ def measure_folder(folder: Path, *, threads: int, warmup: int, runs: int,
     return {
         "format": FORMAT_VERSION,
         "device": device_info(),
-        "protocol": {"threads": threads, "warmup": warmup, "runs": runs, "batch": 1,
-                     "pinned_cpus": pinned},
+        "protocol": {
+            "threads": threads,
+            "warmup": warmup,
+            "runs": runs,
+            "batch": 1,
+            "pinned_cpus": pinned,
+        },
         "results": results,
     }
 
@@ -220,11 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=_positive, default=1)
     parser.add_argument("--warmup", type=_non_negative, default=10)
     parser.add_argument("--runs", type=_positive, default=50)
-    parser.add_argument("--cpus", type=lambda s: [int(c) for c in s.split(",")], default=None,
-                        help="comma-separated cores to pin to (default: the fastest ones)")
+    parser.add_argument(
+        "--cpus",
+        type=lambda s: [int(c) for c in s.split(",")],
+        default=None,
+        help="comma-separated cores to pin to (default: the fastest ones)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
-    parser.add_argument("--names", type=lambda s: s.split(","), default=None,
-                        help="comma-separated model stems to measure (default: every .onnx)")
+    parser.add_argument(
+        "--names",
+        type=lambda s: s.split(","),
+        default=None,
+        help="comma-separated model stems to measure (default: every .onnx)",
+    )
     parser.add_argument("--info", action="store_true", help="print the device description only")
     args = parser.parse_args(argv)
     if args.info:
@@ -233,9 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("a folder of .onnx models is required (or --info)")
     else:
         try:
-            doc = measure_folder(args.folder, threads=args.threads, warmup=args.warmup,
-                                 runs=args.runs, cpus=args.cpus, pin_cpus=not args.no_pin,
-                                 names=args.names)
+            doc = measure_folder(
+                args.folder,
+                threads=args.threads,
+                warmup=args.warmup,
+                runs=args.runs,
+                cpus=args.cpus,
+                pin_cpus=not args.no_pin,
+                names=args.names,
+            )
         except Exception as e:  # one line for the runner; onnxruntime raises its own types
             first = (str(e).strip().splitlines() or [""])[0]
             print(f"remote_measure: {type(e).__name__}: {first}", file=sys.stderr)

@@ -1,0 +1,235 @@
+"""``SshRunner``: measure on a Linux board over ssh with ``remote_measure.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from .. import remote_measure
+from ..runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
+from ._common import (
+    DEFAULT_TIMEOUT_S,
+    call,
+    check_protocol,
+    check_word,
+    neutral_names,
+    one_line,
+    to_stats,
+)
+
+DEFAULT_CONNECT_TIMEOUT_S = 10  # ssh's ConnectTimeout
+SSH_BATCH = 16  # models per remote measuring step, so that each step's timeout stays meaningful
+
+
+class SshRunner(Runner):
+    """Measures on a Linux board reachable by ssh that has Python 3, numpy and onnxruntime.
+
+    Each :meth:`measure` packs ``remote_measure.py`` and the models into a
+    tar stream, unpacks it into a fresh ``mktemp -d`` folder under
+    ``remote_dir``, runs the program there, parses its JSON and removes the
+    folder. ssh runs non-interactively (``BatchMode``): keys only, no prompts.
+
+    Args:
+        host: host name or address.
+        user: login name (default: ssh's choice).
+        port: ssh port.
+        identity: private key file (``-i``), used alone (``IdentitiesOnly``).
+        python: Python 3 interpreter on the board.
+        timeout: seconds allowed to each step (upload, measurement, clean-up).
+        remote_dir: folder on the board under which the temp folder is made.
+        connect_timeout: seconds for the TCP connection and handshake.
+        host_key_checking: ssh's ``StrictHostKeyChecking``: ``accept-new``
+            (trust on first use), ``yes`` or ``no``.
+        known_hosts: ``UserKnownHostsFile`` (default: ssh's).
+        pin: pin the measuring process to the fastest cores of the board.
+        ssh: the ssh client program.
+    """
+
+    name = "ssh"
+
+    def __init__(
+        self,
+        host: str,
+        user: str | None = None,
+        port: int = 22,
+        identity: Path | None = None,
+        python: str = "python3",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        remote_dir: str = "/tmp",
+        *,
+        connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S,
+        host_key_checking: str = "accept-new",
+        known_hosts: Path | None = None,
+        pin: bool = True,
+        ssh: str = "ssh",
+    ) -> None:
+        self.host = check_word("host", host)
+        self.user = check_word("user", user) if user is not None else None
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {port}")
+        if host_key_checking not in ("accept-new", "yes", "no"):
+            raise ValueError(
+                f"host_key_checking must be accept-new, yes or no, got {host_key_checking!r}"
+            )
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
+        if not remote_dir.startswith("/"):
+            raise ValueError(f"remote_dir must be an absolute path, got {remote_dir!r}")
+        self.port, self.python, self.timeout, self.remote_dir = (
+            port,
+            python,
+            timeout,
+            remote_dir.rstrip("/") or "/",
+        )
+        self.identity = Path(identity).expanduser() if identity is not None else None
+        self.connect_timeout, self.host_key_checking = connect_timeout, host_key_checking
+        self.known_hosts, self.pin, self.ssh = known_hosts, pin, ssh
+        self._device: dict | None = None
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    def _argv(self, remote_command: str) -> list[str]:
+        argv = [
+            self.ssh,
+            "-T",
+            "-p",
+            str(self.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={self.connect_timeout}",
+            "-o",
+            f"StrictHostKeyChecking={self.host_key_checking}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",  # notice a dead link
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        if self.known_hosts is not None:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        if self.identity is not None:
+            argv += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
+        return [*argv, "--", self.destination, remote_command]
+
+    def _ssh(self, remote_command: str, step: str, stdin: bytes | None = None) -> str:
+        fail = f"ssh to {self.destination} failed"
+        done = call(
+            self._argv(remote_command), timeout=self.timeout, fail=fail, step=step, stdin=stdin
+        )
+        if done.returncode == 255:  # ssh's own failure: resolve, connect, auth, host key
+            raise RunnerError(f"{fail}: {one_line(done.stderr)}")
+        if done.returncode != 0:
+            raise RunnerError(f"{fail}: {step} exited {done.returncode}: {one_line(done.stderr)}")
+        return done.stdout
+
+    def _upload(self, models: Mapping[str, Path], names: Mapping[str, str]) -> str:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(remote_measure.__file__, arcname="remote_measure.py")
+            for stem, name in names.items():
+                tar.add(str(models[name]), arcname=f"models/{stem}.onnx")
+        parent = shlex.quote(self.remote_dir)
+        script = (
+            f"umask 077 && mkdir -p {parent} && d=$(mktemp -d {parent}/hwnas.XXXXXX) "
+            f'&& tar -xf - -C "$d" && printf "%s\\n" "$d"'
+        )
+        out = self._ssh(
+            shlex.join(["sh", "-c", script]), "upload", stdin=buf.getvalue()
+        )  # any login shell
+        folder = out.strip().splitlines()[-1] if out.strip() else ""
+        if not folder.startswith(f"{self.remote_dir.rstrip('/')}/hwnas."):
+            raise RunnerError(
+                f"ssh to {self.destination} failed: upload printed {folder!r}, not a folder"
+            )
+        return folder
+
+    def measure(
+        self,
+        models: Mapping[str, Path],
+        *,
+        runs: int = DEFAULT_RUNS,
+        warmup: int = DEFAULT_WARMUP,
+        threads: int = DEFAULT_THREADS,
+    ) -> dict[str, Stats]:
+        check_protocol(runs, warmup, threads)
+        if not models:
+            return {}
+        names = neutral_names(models)
+        folder = self._upload(models, names)
+        fail = f"ssh to {self.destination} failed"
+        stats: dict[str, Stats] = {}
+        try:
+            stems = list(names)
+            for i in range(0, len(stems), SSH_BATCH):
+                batch = stems[i : i + SSH_BATCH]
+                cmd = [
+                    self.python,
+                    f"{folder}/remote_measure.py",
+                    "--threads",
+                    str(threads),
+                    "--warmup",
+                    str(warmup),
+                    "--runs",
+                    str(runs),
+                    "--names",
+                    ",".join(batch),
+                ]
+                out = self._ssh(
+                    shlex.join([*cmd, *([] if self.pin else ["--no-pin"]), f"{folder}/models"]),
+                    f"measuring {batch[0]}..{batch[-1]}"
+                    if len(batch) > 1
+                    else f"measuring {batch[0]}",
+                )
+                doc = self._parse(out)
+                results = doc.get("results", {})
+                if set(results) != set(batch):
+                    raise RunnerError(f"{fail}: results for {sorted(results)}, expected {batch}")
+                stats.update({names[stem]: to_stats(results[stem], runs, fail) for stem in batch})
+                self._device = {
+                    **doc.get("device", {}),
+                    "transport": "ssh",
+                    "host": self.destination,
+                }
+        finally:
+            with contextlib.suppress(
+                RunnerError
+            ):  # best effort: the board's /tmp is cleared anyway
+                self._ssh(shlex.join(["rm", "-rf", "--", folder]), "clean-up")
+        return {name: stats[name] for name in models}
+
+    def _parse(self, out: str) -> dict:
+        try:
+            doc = json.loads(out)
+        except json.JSONDecodeError:
+            raise RunnerError(
+                f"ssh to {self.destination} failed: measuring printed no JSON "
+                f"({one_line(out)[:200]})"
+            ) from None
+        if not isinstance(doc, dict) or doc.get("format") != remote_measure.FORMAT_VERSION:
+            raise RunnerError(
+                f"ssh to {self.destination} failed: remote_measure format "
+                f"{doc.get('format') if isinstance(doc, dict) else None!r}, "
+                f"expected {remote_measure.FORMAT_VERSION}"
+            )
+        return doc
+
+    def device_info(self) -> dict:
+        """uname, CPU, Python/numpy/onnxruntime versions of the board (cached by a measurement)."""
+        if self._device is None:
+            script = Path(remote_measure.__file__).read_bytes()
+            out = self._ssh(shlex.join([self.python, "-", "--info"]), "device info", stdin=script)
+            self._device = {
+                **self._parse(out)["device"],
+                "transport": "ssh",
+                "host": self.destination,
+            }
+        return dict(self._device)

@@ -1,0 +1,82 @@
+"""The ``pixel`` target (alias ``pixel1``): Google Pixel 1, TFLite fp32, one big core.
+
+Latencies are on the scale of Table 3 of the MobileNetV3 paper. Layers that
+ProxylessNAS measured on the phone (72 table entries) are ``measured``,
+carried to that scale; every other layer is ``modelled`` by the cost model
+of :mod:`hwnas.latency.costmodel`, fitted offline by ``bench/fit_pixel.py``
+into ``latency/data/pixel1_costmodel.json``. Loading only reads that file.
+
+>>> from hwnas.space.references import reference
+>>> round(load_pixel_target("pixel").predict(reference("mobilenetv3_large")))
+51
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+
+from .costmodel import CostModel
+from .keys import LayerKey
+from .target import SOURCE_MEASURED, SOURCE_MODELLED, Target
+
+MODEL_FILE = "pixel1_costmodel.json"
+FORMAT_VERSION = 1
+PIXEL_NAMES = ("pixel", "pixel1")
+# nn-Meter also has Pixel 4 and Pixel 6 tables, but no whole network was
+# measured on those phones with a runtime we can match, so a target for them
+# could not be checked the way this one is (docs/latency.md).
+NOT_OFFERED = ("pixel4", "pixel6")
+
+
+class PixelTarget(Target):
+    """Table entries where measured, the fitted model elsewhere. Read-only."""
+
+    def __init__(
+        self, name: str, model: CostModel, measured: dict[LayerKey, float], provenance: dict
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.model = model
+        self._measured = dict(measured)
+        self.provenance = provenance
+
+    def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
+        modelled = self.model.predict(keys)
+        return [
+            (self._measured[k], SOURCE_MEASURED)
+            if k in self._measured
+            else (float(m), SOURCE_MODELLED)
+            for k, m in zip(keys, modelled, strict=True)
+        ]
+
+
+@cache
+def _read_model() -> dict:
+    text = resources.files("hwnas.latency").joinpath("data", MODEL_FILE).read_text()
+    data = json.loads(text)
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{MODEL_FILE} has format version {version!r}; this hwnas reads {FORMAT_VERSION}"
+            " (re-run bench/fit_pixel.py)"
+        )
+    return data
+
+
+def load_pixel_target(name: str = "pixel") -> PixelTarget:
+    """The Pixel-1 target under ``name`` (``pixel`` or ``pixel1``)."""
+    key = name.lower()
+    if key in NOT_OFFERED:
+        raise ValueError(
+            f"target {name!r} is not offered: without whole-network measurements on that phone "
+            "its error cannot be shown (docs/latency.md); use 'pixel'"
+        )
+    if key not in PIXEL_NAMES:
+        raise ValueError(f"unknown pixel target {name!r}: known are {', '.join(PIXEL_NAMES)}")
+    data = _read_model()
+    model = CostModel(**data["coefficients"]["table3"])
+    measured = {LayerKey.parse(k): float(v) for k, v in data["measured_ms"].items()}
+    return PixelTarget(key, model, measured, dict(data["provenance"]))

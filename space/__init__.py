@@ -5,9 +5,12 @@ from .counts import breakdown
 from .notation import NotationError
 from .onnx_export import export_onnx
 from .references import REFERENCE_NAMES, reference
+from .searchspace import SPACE_NAMES, Decision, SearchSpace, get_space
+from .skeletons import block_uniform
 from .spec import Arch, BlockSpec, HeadSpec, Layer, StemSpec, make_divisible
 
 __all__ = [
-    "Arch", "BlockSpec", "HeadSpec", "Layer", "StemSpec", "NotationError", "REFERENCE_NAMES",
-    "breakdown", "build", "export_onnx", "make_divisible", "reference",
+    "Arch", "BlockSpec", "Decision", "HeadSpec", "Layer", "StemSpec", "NotationError",
+    "REFERENCE_NAMES", "SPACE_NAMES", "SearchSpace", "block_uniform", "breakdown", "build",
+    "export_onnx", "get_space", "make_divisible", "reference",
 ]

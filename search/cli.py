@@ -13,6 +13,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .config import BACKENDS, PREFILTERS, PRUNERS, REWARDS, SAMPLERS, SearchConfig, parse_config
 
@@ -28,8 +29,15 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _DURATION_S[m.group(2)]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nas-search",
         description="Hardware-aware architecture search: find the most accurate network of a "
                     "search space whose latency on a target device meets a budget "
@@ -52,10 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--proxy-resolution", type=int, default=None,
       help="training resolution of the proxy task (default 32); latency uses --resolution")
     a("--resolution", type=int, default=None, help="deployment resolution for latency (default 224)")
-    a("--train-subset", type=int, default=None, help="train on this many images of the train split")
+    a("--train-subset", type=int, default=None,
+      help="train on this many images of the train split (default: see docs/search.md)")
+    a("--val-size", type=int, default=None,
+      help="held-out images carved from the train split to score nets (default 5000)")
+    a("--lr", type=float, default=None, help="proxy training peak learning rate")
     a("--pruner", choices=PRUNERS, default=None, help="stop weak trials early (default median)")
     a("--prefilter", choices=PREFILTERS, default=None,
       help="zero-cost score at initialisation to discard hopeless candidates before training")
+    a("--prefilter-keep", type=float, default=None,
+      help="prefilter: keep candidates scoring in the top fraction seen so far (default 0.5)")
     a("--workers", type=int, default=None, help="parallel trial processes (local) or concurrent Ray trials")
     a("--backend", choices=BACKENDS, default=None, help="local (default) or ray (a local Ray for the run)")
     a("--ray-address", default=None, help="join an existing Ray cluster (implies --backend ray)")
@@ -72,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAG_TO_FIELD = {
     "space": "space", "data": "data", "trials": "trials", "sampler": "sampler", "reward": "reward",
     "w": "w", "epochs": "epochs", "proxy_resolution": "proxy_resolution", "resolution": "resolution",
-    "train_subset": "train_subset", "pruner": "pruner", "prefilter": "prefilter", "workers": "workers",
+    "train_subset": "train_subset", "val_size": "val_size", "lr": "lr",
+    "prefilter_keep": "prefilter_keep", "pruner": "pruner", "prefilter": "prefilter", "workers": "workers",
     "backend": "backend", "ray_address": "ray_address", "max_failures": "max_failures",
     "storage": "storage", "out": "out", "seed": "seed",
 }
+
+
+# Flags a resumed run may change (its budget and where it runs), as run.prepare keeps.
+RESUMABLE = ("trials", "timeout", "workers", "backend", "ray_address", "max_failures")
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
@@ -87,6 +106,11 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         if not cfg.is_file():
             raise ValueError(f"cannot resume {args.out}: no config.yaml there")
         raw = SearchConfig.from_yaml(cfg).model_dump()
+        fixed = [f"--{f.replace('_', '-')}" for f in ("target", "lat", *_FLAG_TO_FIELD)
+                 if f not in RESUMABLE and f != "out" and getattr(args, f) is not None]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change when resuming; only "
+                             f"{', '.join('--' + f.replace('_', '-') for f in RESUMABLE)} can")
     elif not args.target or not args.lat:
         raise ValueError("--target and --lat are required (e.g. --target pixel --lat 50ms)")
     if args.target:
@@ -103,6 +127,9 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return parse_config(raw, source="nas-search")
 
 
+SUMMARY_ROWS = 5
+
+
 def _summary(run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -113,19 +140,37 @@ def _summary(run_dir: Path) -> None:
     con = Console()
     df = run.trials
     done = df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
-    table = Table(title=f"Best networks ({len(done)} trained of {len(df)} trials)")
-    for col in ("trial", "latency (ms)", "accuracy", "reward", "arch"):
-        table.add_column(col, overflow="fold")
-    for _, r in done.sort_values("reward", ascending=False).head(5).iterrows():
+    pareto = run.config.get("reward") == "pareto"
+    states = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
+    title = (f"{'Pareto front' if pareto else 'Best networks'}: {len(done)} trained of "
+             f"{len(df)} trials ({states}); budget {run.config.get('latency')} on "
+             f"{run.config.get('target')}")
+    table = Table(title=title)
+    for col in ("trial", "latency (ms)", "accuracy", "reward"):
+        table.add_column(col, justify="right")
+    table.add_column("arch", overflow="fold")
+    rows = (run.pareto.sort_values("latency_ms") if pareto
+            else done.sort_values(["reward", "number"], ascending=[False, True]).head(SUMMARY_ROWS))
+    for _, r in rows.iterrows():
+        reward = "-" if r["reward"] != r["reward"] else f"{r['reward']:.4f}"
         table.add_row(str(r["number"]), f"{r['latency_ms']:.2f}", f"{r['accuracy']:.4f}",
-                      f"{r['reward']:.4f}", str(r["arch"]))
+                      reward, str(r["arch"]))
     con.print(table)
+    if run.best:
+        con.print(f"best: trial {run.best['number']}, {run.best['latency_ms']:.2f} ms, "
+                  f"accuracy {run.best['accuracy']:.4f}")
+    else:
+        con.print("no trial finished training: no best network")
     con.print(f"Results: {run_dir}  (open with hwnas.search.load_run({str(run_dir)!r}))")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        import optuna
+
+        # The progress bar and the final table say what Optuna's per-trial log would.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         config = config_from_args(args)
         from .run import run_search
 

@@ -1,22 +1,36 @@
 """One search trial: sample an architecture, predict its latency, train it,
 score it. Shared by the local and the Ray backends.
 
-Latency is predicted from the target before any training. With the hard
-reward, a candidate predicted more than ``skip_factor`` x over budget is
-recorded with its latency and skipped without training (its accuracy is
-unknown and its reward is 0, the hard reward's floor).
+Latency is predicted from the target before any training, so a candidate is
+never trained just to learn it is too slow:
+
+* hard reward: a candidate predicted more than ``skip_factor`` x over budget
+  is recorded with its latency and skipped (reward 0, the hard reward's floor);
+* ``--prefilter synflow|naswot``: a zero-cost score at initialisation is
+  computed and stored on the trial (user attr ``zero_cost``); once
+  :data:`PREFILTER_WARMUP` scores are in the study, a candidate scoring below
+  the ``1 - prefilter_keep`` quantile of the scores seen so far is discarded
+  (state PRUNED). The scores live in the study, so this works across workers
+  and resumed runs;
+* an architecture already trained in this study (same string, same seed) is
+  not trained again: its accuracy is copied (user attr ``duplicate_of``).
+
+A trial that raises (a bug, a non-finite loss) is recorded as failed with its
+error; the search goes on.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
@@ -25,6 +39,28 @@ from .config import SearchConfig
 from .rewards import make_reward
 
 WEIGHTS_DIR = "weights"
+# Latency, params and MAdds describe the deployed net, as the target's
+# latency table does: an ImageNet-style 1000-way classifier at ``resolution``
+# (MnasNet Sec. 4 searches for ImageNet and measures that net on the phone).
+DEPLOY_NUM_CLASSES = 1000
+# Scores needed in the study before the prefilter discards anything (with
+# fewer, the running quantile is noise).
+PREFILTER_WARMUP = 4
+PREFILTER_ATTR = "zero_cost"
+
+
+def load_target(name: str) -> Any:
+    """The latency target called ``name`` (``hwnas.latency.load_target``)."""
+    try:
+        from hwnas.latency import load_target as _load
+    except ImportError:  # until the target registry lands, pixel is built in
+        from hwnas.latency.pixel import PIXEL_NAMES, load_pixel_target
+
+        if name not in PIXEL_NAMES:
+            raise ValueError(f"unknown target {name!r}: known are "
+                             f"{', '.join(PIXEL_NAMES)}") from None
+        return load_pixel_target(name)
+    return _load(name)
 
 
 @dataclass
@@ -38,12 +74,9 @@ class Components:
     reward: Any
     data: Any = None
     train_config: Any = None
-    prefilter_scores: list[float] = field(default_factory=list)
 
     @classmethod
     def build(cls, config: SearchConfig, run_dir: Path, with_data: bool = True) -> Components:
-        from hwnas.latency import load_target
-
         comp = cls(config=config, run_dir=run_dir, space=get_space(config.space),
                    target=load_target(config.target),
                    reward=make_reward(config.reward, config.latency_ms, w=config.w))
@@ -58,27 +91,84 @@ class Components:
         c = self.config
         self.data = load_dataset(c.data, resolution=c.proxy_resolution, val_size=c.val_size,
                                  train_subset=c.train_subset, seed=c.seed)
-        kw = dict(epochs=c.epochs, batch_size=c.batch_size, resolution=c.proxy_resolution, seed=c.seed)
+        kw: dict[str, Any] = dict(epochs=c.epochs, batch_size=c.batch_size,
+                                  resolution=c.proxy_resolution, seed=c.seed)
         if c.lr is not None:
             kw["lr"] = c.lr
         self.train_config = TrainConfig(**kw)
 
+    def predict_ms(self, arch: Arch) -> float:
+        return float(self.target.predict(arch, resolution=self.config.resolution,
+                                         num_classes=DEPLOY_NUM_CLASSES))
 
-def describe_arch(trial: optuna.trial.BaseTrial, comp: Components, arch: Arch) -> float:
+
+def describe_arch(trial: Any, comp: Components, arch: Arch) -> float:
     """Record the arch and its predicted latency on the trial; return the latency (ms)."""
     c = comp.config
-    lat = comp.target.predict(arch, resolution=c.resolution)
-    num_classes = comp.data.num_classes if comp.data is not None else 10
+    lat = comp.predict_ms(arch)
     trial.set_user_attr("arch", arch.to_str())
-    trial.set_user_attr("params", arch.params(num_classes=num_classes))
-    trial.set_user_attr("madds", arch.madds(resolution=c.resolution, num_classes=num_classes))
+    trial.set_user_attr("params", arch.params(num_classes=DEPLOY_NUM_CLASSES))
+    trial.set_user_attr("madds", arch.madds(resolution=c.resolution,
+                                            num_classes=DEPLOY_NUM_CLASSES))
     trial.set_user_attr("latency_ms", lat)
     return lat
 
 
-def evaluate_arch(trial: optuna.trial.BaseTrial, comp: Components, arch: Arch, lat: float,
+def _other_trials(trial: Any) -> list[optuna.trial.FrozenTrial]:
+    study = getattr(trial, "study", None)
+    if study is None:
+        return []
+    return [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+
+
+def prefilter_verdict(trial: Any, comp: Components, arch: Arch) -> str | None:
+    """Score ``arch`` at initialisation; a reason to discard it, or None to train it."""
+    c = comp.config
+    if c.prefilter == "none":
+        return None
+    from .prefilter import zero_cost_score
+
+    score = float(zero_cost_score(arch, comp.data, c.prefilter, seed=c.seed))
+    if not math.isfinite(score):
+        trial.set_user_attr(PREFILTER_ATTR + "_error", f"non-finite score {score}")
+        return None
+    trial.set_user_attr(PREFILTER_ATTR, score)
+    seen = [float(t.user_attrs[PREFILTER_ATTR]) for t in _other_trials(trial)
+            if PREFILTER_ATTR in t.user_attrs]
+    if len(seen) < PREFILTER_WARMUP:
+        return None
+    q = 1.0 - c.prefilter_keep
+    cut = float(np.quantile(seen, q))
+    if score < cut:
+        return (f"{c.prefilter} score {score:.4g} below the running {q:.0%} quantile "
+                f"{cut:.4g} of {len(seen)} candidates")
+    return None
+
+
+def _trained_before(trial: Any, arch_str: str) -> optuna.trial.FrozenTrial | None:
+    for t in _other_trials(trial):
+        if (t.state == TrialState.COMPLETE and t.user_attrs.get("arch") == arch_str
+                and "accuracy" in t.user_attrs and "duplicate_of" not in t.user_attrs):
+            return t
+    return None
+
+
+def _score(trial: Any, comp: Components, acc: float, lat: float) -> tuple[float, ...] | float:
+    if comp.reward.multi_objective:
+        return comp.reward(acc, lat)
+    value = float(comp.reward(acc, lat))
+    trial.set_user_attr("reward", value)
+    return value
+
+
+def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
                   report: Any = None) -> tuple[float, ...] | float:
-    """Train ``arch`` on the proxy task and return the objective value(s)."""
+    """Train ``arch`` on the proxy task and return the objective value(s).
+
+    Raises:
+        optuna.TrialPruned: The prefilter discarded the candidate, or ``report``
+            pruned it.
+    """
     from .train import train
 
     c = comp.config
@@ -86,18 +176,26 @@ def evaluate_arch(trial: optuna.trial.BaseTrial, comp: Components, arch: Arch, l
         trial.set_user_attr("skipped", f"predicted {lat:.2f} ms > {c.skip_factor:g} x budget")
         trial.set_user_attr("reward", 0.0)
         return 0.0
+    before = _trained_before(trial, arch.to_str())
+    if before is not None:
+        acc = float(before.user_attrs["accuracy"])
+        trial.set_user_attr("duplicate_of", before.number)
+        trial.set_user_attr("accuracy", acc)
+        return _score(trial, comp, acc, lat)
+    why = prefilter_verdict(trial, comp, arch)
+    if why is not None:
+        trial.set_user_attr("skipped", why)
+        raise optuna.TrialPruned(why)
     t0 = time.perf_counter()
     result = train(arch, comp.data, comp.train_config, report=report)
     acc = float(result.val_accuracy)
+    if not math.isfinite(acc):
+        raise FloatingPointError(f"validation accuracy is {acc}")
     trial.set_user_attr("accuracy", acc)
     trial.set_user_attr("epochs", len(result.val_history))
     trial.set_user_attr("train_s", time.perf_counter() - t0)
     _save_weights(comp.run_dir, trial.number, result.model)
-    if comp.reward.multi_objective:
-        return comp.reward(acc, lat)
-    value = float(comp.reward(acc, lat))
-    trial.set_user_attr("reward", value)
-    return value
+    return _score(trial, comp, acc, lat)
 
 
 def _save_weights(run_dir: Path, number: int, model: torch.nn.Module) -> None:
@@ -106,6 +204,10 @@ def _save_weights(run_dir: Path, number: int, model: torch.nn.Module) -> None:
     tmp = d / f".{number}.pt.tmp"
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     tmp.replace(d / f"{number}.pt")
+
+
+def record_error(trial: Any, e: BaseException) -> None:
+    trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
 
 
 def make_objective(comp: Components):  # noqa: ANN201 - optuna objective
@@ -119,19 +221,18 @@ def make_objective(comp: Components):  # noqa: ANN201 - optuna objective
             if comp.reward.multi_objective:
                 return  # Optuna cannot prune multi-objective studies
             trial.report(val_acc, epoch)
+            if epoch + 1 >= comp.config.epochs:
+                return  # the last epoch: this accuracy is the result, not a forecast
             if trial.should_prune():
                 trial.set_user_attr("accuracy", val_acc)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with accuracy {val_acc:.4f}")
 
         try:
-            value = evaluate_arch(trial, comp, arch, lat, report=report)
+            return evaluate_arch(trial, comp, arch, lat, report=report)
         except optuna.TrialPruned:
             raise
         except Exception as e:  # recorded as a failed trial; the search goes on
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+            record_error(trial, e)
             raise
-        if isinstance(value, float) and math.isnan(value):
-            trial.set_user_attr("error", "NaN objective")
-        return value
 
     return objective

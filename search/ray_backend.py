@@ -27,19 +27,29 @@ _COMPONENTS: dict[str, object] = {}
 
 
 class _StorageTrial:
-    """The slice of ``optuna.Trial`` a worker needs: its number and user attrs,
-    written straight to the study's storage."""
+    """The slice of ``optuna.Trial`` a worker needs: its number, user attrs
+    written straight to the study's storage, and the study (read-only use)."""
 
     def __init__(self, config: SearchConfig, run_dir: Path, number: int) -> None:
         from .run import make_storage, study_name
 
         self.number = number
+        self._name = study_name(run_dir)
         self._storage = make_storage(config, run_dir)
-        sid = self._storage.get_study_id_from_name(study_name(run_dir))
+        sid = self._storage.get_study_id_from_name(self._name)
         self._tid = self._storage.get_trial_id_from_study_id_trial_number(sid, number)
+        self._study = None
 
     def set_user_attr(self, key: str, value: object) -> None:
         self._storage.set_trial_user_attr(self._tid, key, value)
+
+    @property
+    def study(self):  # noqa: ANN201 - optuna.Study
+        import optuna
+
+        if self._study is None:
+            self._study = optuna.load_study(study_name=self._name, storage=self._storage)
+        return self._study
 
 
 def _components(config_yaml: str, run_dir: str):  # noqa: ANN202
@@ -51,10 +61,11 @@ def _components(config_yaml: str, run_dir: str):  # noqa: ANN202
     return _COMPONENTS[key]
 
 
-def _trainable(params: dict, config_yaml: str, run_dir: str) -> dict:
+def _trainable(params: dict, config_yaml: str, run_dir: str) -> None:
+    import optuna
     from ray import tune
 
-    from .objective import evaluate_arch
+    from .objective import evaluate_arch, record_error
 
     marker = os.environ.get(KILL_ONCE_ENV)
     if marker and not os.path.exists(marker):
@@ -67,16 +78,16 @@ def _trainable(params: dict, config_yaml: str, run_dir: str) -> dict:
     trial = _StorageTrial(comp.config, comp.run_dir, number)
     try:
         value = evaluate_arch(trial, comp, arch, lat)
+    except optuna.TrialPruned:
+        return  # no metric reported: OptunaSearch records the trial as PRUNED
     except Exception as e:
-        trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+        record_error(trial, e)
         raise
     if comp.config.multi_objective:
         acc, lat_v = value
-        metrics = {"accuracy": acc, "latency_ms": lat_v}
+        tune.report({"accuracy": acc, "latency_ms": lat_v})
     else:
-        metrics = {"reward": value}
-    tune.report(metrics)
-    return metrics
+        tune.report({"reward": value})
 
 
 def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
@@ -86,10 +97,13 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
     from ray.tune.search.optuna import OptunaSearch
 
     from .objective import Components, describe_arch
-    from .run import finished_count, make_storage, open_study, study_name
+    from .run import best_value, finished_count, make_storage, open_study, study_name
     from .samplers import make_sampler
 
     comp = Components.build(config, run_dir, with_data=False)
+    storage = make_storage(config, run_dir)
+    sid = storage.get_study_id_from_name(study_name(run_dir))
+    seed = config.seed + len(storage.get_all_trials(sid, deepcopy=False))  # as open_study
 
     def define(trial) -> dict:  # noqa: ANN001 - Ray's Optuna trial captor
         arch = comp.space.sample(trial)
@@ -101,9 +115,9 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
     else:
         metric, mode = "reward", "max"
     searcher = OptunaSearch(space=define, metric=metric, mode=mode,
-                            sampler=make_sampler(config.sampler, seed=config.seed,
+                            sampler=make_sampler(config.sampler, seed=seed,
                                                  multi_objective=config.multi_objective),
-                            study_name=study_name(run_dir), storage=make_storage(config, run_dir))
+                            study_name=study_name(run_dir), storage=storage)
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
@@ -119,7 +133,7 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
             if progress:
                 study = open_study(config, run_dir, create=False)
-                progress(finished_count(study), config.trials, None)
+                progress(finished_count(study), config.trials, best_value(study))
 
     tuner = tune.Tuner(
         trainable,

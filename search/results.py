@@ -7,6 +7,7 @@ Layout of ``results/<run>/``::
     trials.parquet   one row per trial (also trials.csv)
     best.json        the best trial: arch string, latency, accuracy, reward
     best.pt          trained weights of the best net (state_dict)
+    weights/         weights of the trials on the Pareto front and the best (<number>.pt)
     best.onnx        the best net, exported with those weights
     pareto.csv       accuracy/latency Pareto front of finished trials
     reward.png       reward over trials
@@ -28,7 +29,8 @@ import yaml
 
 TRIAL_COLUMNS = [
     "number", "state", "arch", "params", "madds", "latency_ms", "accuracy", "reward",
-    "skipped", "error", "epochs", "train_s", "duration_s", "datetime_start", "datetime_complete",
+    "skipped", "error", "zero_cost", "duplicate_of", "epochs", "train_s", "duration_s",
+    "datetime_start", "datetime_complete",
 ]
 
 
@@ -79,6 +81,8 @@ def trials_frame(study) -> pd.DataFrame:  # noqa: ANN001 - optuna.Study
             "reward": ua.get("reward", values[0] if len(values) == 1 else math.nan),
             "skipped": ua.get("skipped"),
             "error": ua.get("error"),
+            "zero_cost": ua.get("zero_cost", math.nan),
+            "duplicate_of": ua.get("duplicate_of"),
             "epochs": ua.get("epochs"),
             "train_s": ua.get("train_s"),
             "duration_s": (end - start).total_seconds() if start and end else math.nan,
@@ -90,7 +94,7 @@ def trials_frame(study) -> pd.DataFrame:  # noqa: ANN001 - optuna.Study
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
-    for c in ("accuracy", "reward", "latency_ms", "train_s"):
+    for c in ("accuracy", "reward", "latency_ms", "train_s", "zero_cost"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df.sort_values("number").reset_index(drop=True)
 
@@ -108,12 +112,20 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     return ok.loc[keep, ["number", "arch", "latency_ms", "accuracy", "reward", "params", "madds"]]
 
 
-def best_trial_row(df: pd.DataFrame, multi_objective: bool = False) -> pd.Series | None:
+def best_trial_row(df: pd.DataFrame, multi_objective: bool = False,
+                   target_ms: float | None = None) -> pd.Series | None:
+    """The best finished, trained trial: highest reward; for a multi-objective
+    (pareto) run, the most accurate net within ``target_ms`` (the fastest if
+    none is within it)."""
     ok = df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
     if ok.empty:
         return None
     if multi_objective:
-        return ok.sort_values(["accuracy", "latency_ms"], ascending=[False, True]).iloc[0]
+        within = ok[ok["latency_ms"] <= target_ms] if target_ms else ok
+        if within.empty:
+            return ok.sort_values(["latency_ms", "number"]).iloc[0]
+        return within.sort_values(["accuracy", "latency_ms", "number"],
+                                  ascending=[False, True, True]).iloc[0]
     return ok.sort_values(["reward", "number"], ascending=[False, True]).iloc[0]
 
 

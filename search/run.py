@@ -2,8 +2,11 @@
 (locally, in ``workers`` processes, or on Ray Tune), then write the results.
 
 Resuming (``--resume``) reopens the run folder: finished trials are kept as
-they are; trials left RUNNING by a killed process are marked failed and their
-architectures queued again, so nothing finished is lost or repeated.
+they are; trials left RUNNING by a killed process are marked failed
+(``interrupted``, not counted against ``--trials``) and their architectures
+queued again, so nothing finished is lost or repeated. The sampler is reseeded
+from the number of trials already in the study, so a resumed run does not
+replay the first run's random draws.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +26,7 @@ from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
 from .config import SearchConfig
-from .objective import WEIGHTS_DIR, Components, make_objective
+from .objective import DEPLOY_NUM_CLASSES, WEIGHTS_DIR, Components, make_objective
 from .results import (
     atomic_write_df,
     atomic_write_text,
@@ -35,6 +39,9 @@ LOCK_NAME = ".lock"
 DEFAULT_RESULTS = Path("results")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SQLITE_TIMEOUT_S = 60  # several workers write one SQLite file
+INTERRUPTED_ATTR = "interrupted"
+# Seed offset between local worker processes, so they do not draw the same nets.
+WORKER_SEED_STRIDE = 1000
 
 
 class RunError(ValueError):
@@ -76,12 +83,23 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(config: SearchConfig, run_dir: Path, create: bool) -> optuna.Study:
+def open_study(config: SearchConfig, run_dir: Path, create: bool,
+               seed_offset: int = 0) -> optuna.Study:
+    """Create (``create``) or load the run's study with a seeded sampler.
+
+    A loaded study's sampler is seeded with ``seed + seed_offset + number of
+    trials so far``, so resumed runs and extra workers draw new candidates.
+    """
     from .samplers import make_sampler
 
-    sampler = make_sampler(config.sampler, seed=config.seed, multi_objective=config.multi_objective)
+    storage = make_storage(config, run_dir)
+    seed = config.seed + seed_offset
+    if not create:
+        sid = storage.get_study_id_from_name(study_name(run_dir))
+        seed += len(storage.get_all_trials(sid, deepcopy=False))
+    sampler = make_sampler(config.sampler, seed=seed, multi_objective=config.multi_objective)
     directions = ["maximize", "minimize"] if config.multi_objective else ["maximize"]
-    return optuna.create_study(study_name=study_name(run_dir), storage=make_storage(config, run_dir),
+    return optuna.create_study(study_name=study_name(run_dir), storage=storage,
                                sampler=sampler, pruner=make_pruner(config.pruner),
                                directions=directions, load_if_exists=not create)
 
@@ -98,6 +116,7 @@ def _requeue_interrupted(config: SearchConfig, run_dir: Path) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         storage.set_trial_user_attr(tid, "error", "interrupted; re-queued on resume")
+        storage.set_trial_user_attr(tid, INTERRUPTED_ATTR, True)
         storage.set_trial_state_values(tid, TrialState.FAIL)
         if t.params:
             study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
@@ -106,12 +125,65 @@ def _requeue_interrupted(config: SearchConfig, run_dir: Path) -> int:
 
 
 def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count against ``--trials`` (interrupted ones do not)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED)
+               if INTERRUPTED_ATTR not in t.user_attrs)
+
+
+class StopAfter:
+    """Stop a study once ``n`` trials count as finished (see :func:`finished_count`)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        if finished_count(study) >= self.n:
+            study.stop()
 
 
 # ------------------------------------------------------------ preparation ---
-def prepare(config: SearchConfig, resume: bool = False) -> tuple[SearchConfig, Path]:
-    """Check the inputs and lay out the run folder; nothing is written on bad input."""
+def fastest_latency(comp: Components) -> tuple[float, str]:
+    """The lowest predicted latency (ms) of any net in the space, and that net.
+
+    Exact, by dynamic programming over the space's block tables
+    (``hwnas.latency.fast``); without that module, the space's cheapest net
+    (min MAdds), an upper bound.
+    """
+    c = comp.config
+    try:
+        from hwnas.latency.fast import SpaceLatency
+    except ImportError:
+        arch = comp.space.smallest()
+        return comp.predict_ms(arch), arch.to_str()
+    best = SpaceLatency(comp.target, comp.space, resolution=c.resolution,
+                        num_classes=DEPLOY_NUM_CLASSES).fastest()
+    return float(best.ms), best.arch.to_str()
+
+
+def _check_storage(config: SearchConfig, run_dir: Path, resume: bool) -> None:
+    if not config.storage:
+        return
+    try:
+        storage = make_storage(config, run_dir)
+        names = {s.study_name for s in storage.get_all_studies()}
+    except Exception as e:  # bad URL, server down, driver missing
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"cannot open storage {config.storage!r}: {detail}") from None
+    name = study_name(run_dir)
+    if resume and name not in names:
+        raise RunError(f"cannot resume: storage {config.storage!r} has no study {name!r}")
+    if not resume and name in names:
+        raise RunError(f"storage {config.storage!r} already holds a study {name!r}: pass "
+                       "--resume to continue it or --out to start a new run")
+
+
+def prepare(config: SearchConfig, resume: bool = False,
+            with_data: bool = True) -> tuple[SearchConfig, Path, Components]:
+    """Check the inputs; nothing is written on bad input.
+
+    Returns the resolved config (reference latencies filled in), the run folder
+    and the components (space, target, reward and, with ``with_data``, data).
+    """
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     cfg_file = run_dir / "config.yaml"
     if resume:
@@ -119,37 +191,54 @@ def prepare(config: SearchConfig, resume: bool = False) -> tuple[SearchConfig, P
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (start it without --resume)")
         saved = SearchConfig.from_yaml(cfg_file)
         # A resumed run keeps its search settings; only the budget may change.
-        config = saved.model_copy(update={"trials": config.trials, "timeout_s": config.timeout_s,
-                                          "workers": config.workers})
+        config = saved.model_copy(update={
+            k: getattr(config, k) for k in ("trials", "timeout_s", "workers", "backend",
+                                            "ray_address", "max_failures")})
     elif cfg_file.exists():
         raise RunError(f"run folder {run_dir} already holds a run: pass --resume to continue it "
                        "or --out to start a new one")
     comp = Components.build(config, run_dir, with_data=False)  # checks space, target, reward
-    smallest = comp.space.smallest()
-    floor = comp.target.predict(smallest, resolution=config.resolution)
+    floor, fastest = fastest_latency(comp)
     if config.latency_ms < floor:
-        raise RunError(f"latency budget {config.latency} is below the smallest net of space "
+        raise RunError(f"latency budget {config.latency} is below the fastest net of space "
                        f"{config.space!r} on target {config.target!r}: {floor:.2f} ms "
-                       f"({smallest.to_str()})")
+                       f"({fastest})")
+    _check_storage(config, run_dir, resume)
+    if with_data:
+        comp.load_data()  # a missing data set is reported before anything is written
     if not config.reference_latency_ms:
         from hwnas.space.references import REFERENCE_NAMES, reference
 
-        refs = {n: round(comp.target.predict(reference(n), resolution=config.resolution), 3)
-                for n in REFERENCE_NAMES}
+        refs = {n: round(comp.predict_ms(reference(n)), 3) for n in REFERENCE_NAMES}
         config = config.model_copy(update={"reference_latency_ms": refs})
-    return config, run_dir
+    comp.config = config
+    return config, run_dir, comp
 
 
 # ---------------------------------------------------------------- running ---
-def _worker(config_yaml: str, run_dir: str, n_trials: int, timeout: float | None, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (even by kill -9) stops at once."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker(config_yaml: str, run_dir: str, n_trials: int, timeout: float | None,
+            threads: int, index: int, parent: int) -> None:
     import yaml
 
     from .config import parse_config
 
+    _exit_with_parent(parent)
     torch_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = parse_config(yaml.safe_load(config_yaml))
-    _optimize(config, Path(run_dir), n_trials, timeout, None)
+    comp = Components.build(config, Path(run_dir))
+    _optimize(comp, n_trials, timeout, None, seed_offset=WORKER_SEED_STRIDE * index)
 
 
 def torch_threads(n: int) -> None:
@@ -158,11 +247,12 @@ def torch_threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def _optimize(config: SearchConfig, run_dir: Path, n_trials: int, timeout: float | None,
-              on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> None:
-    comp = Components.build(config, run_dir)
-    study = open_study(config, run_dir, create=False)
-    callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)]
+def _optimize(comp: Components, n_trials: int, timeout: float | None,
+              on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+              seed_offset: int = 0) -> None:
+    config, run_dir = comp.config, comp.run_dir
+    study = open_study(config, run_dir, create=False, seed_offset=seed_offset)
+    callbacks: list = [StopAfter(config.trials)]
     if on_trial:
         callbacks.append(on_trial)
     study.optimize(make_objective(comp), n_trials=n_trials, timeout=timeout, callbacks=callbacks,
@@ -173,18 +263,23 @@ def run_search(config: SearchConfig, resume: bool = False,
                progress: Callable[[int, int, float | None], None] | None = None) -> Path:
     """Run (or resume) a search described by ``config``; returns the run folder.
 
-    ``progress(done, total, best_reward)`` is called after every trial.
+    ``progress(done, total, best)`` is called after every trial (best: the
+    best reward, or for ``pareto`` the best accuracy, so far).
     """
-    config, run_dir = prepare(config, resume)
+    local_data = config.backend == "local" or not config.ray_address
+    config, run_dir, comp = prepare(config, resume, with_data=local_data)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK_NAME))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise RunError(f"run {run_dir} is in use by another nas-search process") from None
+    started = False
     try:
-        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         study = open_study(config, run_dir, create=not resume)
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+        started = True
         if resume:
             _requeue_interrupted(config, run_dir)
         remaining = config.trials - finished_count(study)
@@ -194,39 +289,51 @@ def run_search(config: SearchConfig, resume: bool = False,
 
                 run_ray(config, run_dir, remaining, progress)
             else:
-                _run_local(config, run_dir, remaining, progress)
+                _run_local(comp, remaining, progress)
         write_results(config, run_dir)
+    except Exception:
+        if created and not started:  # nothing of value there yet
+            lock.release()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         lock.release()
     return run_dir
 
 
-def _run_local(config: SearchConfig, run_dir: Path, remaining: int,
+def _run_local(comp: Components, remaining: int,
                progress: Callable[[int, int, float | None], None] | None) -> None:
+    config, run_dir = comp.config, comp.run_dir
+
     def on_trial(study: optuna.Study, _t: optuna.trial.FrozenTrial) -> None:
         if progress:
-            progress(finished_count(study), config.trials, _best_value(study))
+            progress(finished_count(study), config.trials, best_value(study))
 
     if config.workers == 1:
-        _optimize(config, run_dir, remaining, config.timeout_s, on_trial)
+        _optimize(comp, remaining, config.timeout_s, on_trial)
         return
     threads = max(1, (os.cpu_count() or 1) // config.workers)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(config.to_yaml(), str(run_dir), remaining,
-                                                config.timeout_s, threads))
-             for _ in range(config.workers)]
+                                                config.timeout_s, threads, i, os.getpid()))
+             for i in range(config.workers)]
     for p in procs:
         p.start()
     study = open_study(config, run_dir, create=False)
-    while any(p.is_alive() for p in procs):
-        time.sleep(2.0)
-        if progress:
-            progress(finished_count(study), config.trials, _best_value(study))
-    for p in procs:
-        p.join()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(2.0)
+            if progress:
+                progress(finished_count(study), config.trials, best_value(study))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
 
 
-def _best_value(study: optuna.Study) -> float | None:
+def best_value(study: optuna.Study) -> float | None:
+    """The best reward so far (pareto: the best accuracy), or None."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.values and "accuracy" in t.user_attrs]
     if not done:
@@ -236,7 +343,11 @@ def _best_value(study: optuna.Study) -> float | None:
 
 # ---------------------------------------------------------------- results ---
 def write_results(config: SearchConfig, run_dir: Path) -> None:
-    """trials.parquet/csv, pareto.csv, best.json/.pt/.onnx and plots."""
+    """trials.parquet/csv, pareto.csv, best.json/.pt/.onnx and plots.
+
+    Weights of trials that are neither the best nor on the Pareto front are
+    deleted: neither can become so later, as finished trials never change.
+    """
     from .plots import save_run_plots
 
     study = open_study(config, run_dir, create=False)
@@ -245,13 +356,27 @@ def write_results(config: SearchConfig, run_dir: Path) -> None:
     atomic_write_df(df, run_dir / "trials.csv")
     front = pareto_front(df)
     atomic_write_df(front, run_dir / "pareto.csv")
-    best = best_trial_row(df, multi_objective=config.multi_objective)
+    best = best_trial_row(df, multi_objective=config.multi_objective,
+                          target_ms=config.latency_ms)
+    keep = {_weights_number(df, n) for n in front["number"]}
     if best is not None:
-        _write_best(config, run_dir, best)
+        keep.add(_weights_number(df, best["number"]))
+        _write_best(config, run_dir, best, _weights_number(df, best["number"]))
     save_run_plots(run_dir, df, front, config.reference_latency_ms, config.latency_ms)
+    running = {int(n) for n in df.loc[df["state"] == "RUNNING", "number"]}
+    for f in (run_dir / WEIGHTS_DIR).glob("*.pt"):
+        if f.stem.isdigit() and int(f.stem) not in keep | running:
+            f.unlink()
 
 
-def _write_best(config: SearchConfig, run_dir: Path, best) -> None:  # noqa: ANN001
+def _weights_number(df, number) -> int:  # noqa: ANN001
+    """The trial whose weights ``number`` uses (itself, or the one it duplicates)."""
+    row = df.loc[df["number"] == number].iloc[0]
+    dup = row.get("duplicate_of")
+    return int(number) if dup is None or _isnan(dup) else int(dup)
+
+
+def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> None:  # noqa: ANN001
     import torch
 
     from hwnas.space import Arch, build, export_onnx
@@ -261,9 +386,8 @@ def _write_best(config: SearchConfig, run_dir: Path, best) -> None:  # noqa: ANN
     info = {k: (v.item() if hasattr(v, "item") else v) for k, v in info.items()}
     info.update(target=config.target, latency_budget_ms=config.latency_ms,
                 resolution=config.resolution, proxy_resolution=config.proxy_resolution,
-                reward=config.reward, data=config.data)
-    atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2) + "\n")
-    wfile = run_dir / WEIGHTS_DIR / f"{int(best['number'])}.pt"
+                reward_fn=config.reward, data=config.data, weights_of_trial=weights_of)
+    wfile = run_dir / WEIGHTS_DIR / f"{weights_of}.pt"
     if wfile.is_file():
         shutil.copyfile(wfile, run_dir / ".best.pt.tmp")
         os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
@@ -273,6 +397,8 @@ def _write_best(config: SearchConfig, run_dir: Path, best) -> None:  # noqa: ANN
         model = build(arch, num_classes=num_classes)
         model.load_state_dict(state)
         export_onnx(arch, run_dir / "best.onnx", resolution=config.resolution, model=model)
+        info["num_classes"] = int(num_classes)
+    atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2) + "\n")
 
 
 def _isnan(v: object) -> bool:

@@ -1,0 +1,201 @@
+"""Target names: ``host``, ``pixel``/``pixel1`` and user targets under ``$HWNAS_HOME``.
+
+Measured tables live in ``$HWNAS_HOME/targets/NAME/`` (default
+``~/.cache/hwnas``). ``host`` is this machine, measured with the local
+runner; its table is created the first time it is loaded. A user target is
+made by :func:`create_target` (``nas-latency build --target NAME --runner
+adb|ssh ...``); its runner settings are saved with its table, so
+:func:`load_target` can measure missing layers later.
+
+>>> load_target("pixel").name
+'pixel'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .measured import METHOD, RUNNER_KINDS, MeasuredTarget, make_runner
+from .pixel import NOT_OFFERED, PIXEL_NAMES, load_pixel_target
+from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner
+from .table import META_FILE, LatencyTable, TableError
+from .target import Target
+
+HOME_ENV = "HWNAS_HOME"
+DEFAULT_HOME = "~/.cache/hwnas"
+HOST = "host"
+BUILTIN_NAMES = (HOST, *PIXEL_NAMES)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+def hwnas_home() -> Path:
+    """``$HWNAS_HOME`` or ``~/.cache/hwnas``."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+
+
+def targets_dir() -> Path:
+    return hwnas_home() / "targets"
+
+
+def target_path(name: str) -> Path:
+    """Folder of the table of measured target ``name``."""
+    return targets_dir() / name
+
+
+def user_target_names() -> tuple[str, ...]:
+    """Names of the user targets found under ``$HWNAS_HOME/targets``."""
+    root = targets_dir()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in root.iterdir()
+                        if p.name != HOST and _NAME.fullmatch(p.name) and (p / META_FILE).is_file()))
+
+
+def target_names() -> tuple[str, ...]:
+    """Every loadable target: ``host``, ``pixel``, ``pixel1`` and the user targets."""
+    return (*BUILTIN_NAMES, *user_target_names())
+
+
+def check_user_name(name: str) -> str:
+    """``name`` if it can name a new user target; ValueError otherwise."""
+    if name.lower() in BUILTIN_NAMES or name.lower() in NOT_OFFERED:
+        raise ValueError(f"target name {name!r} is built in; choose another name for a device")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"target name {name!r} must be lower-case letters, digits, '_', '.', '-' "
+                         "(starting with a letter or digit, at most 64)")
+    return name
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(
+        f"unknown target {name!r}: known are {', '.join(target_names())} "
+        "(make one with: nas-latency build --target NAME --runner adb|ssh ...)"
+    )
+
+
+def new_provenance(name: str, runner: Mapping[str, Any], *, threads: int = DEFAULT_THREADS,
+                   runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> dict:
+    """Provenance of a new measured table (device details are added by its first fill)."""
+    return {
+        "name": name,
+        "kind": "measured",
+        "runner": dict(runner),
+        "protocol": {"threads": threads, "runs": runs, "warmup": warmup},
+        "threads": threads,
+        "method": METHOD,
+    }
+
+
+def load_target(name: str, runner: Runner | None = None) -> Target:
+    """The target called ``name``.
+
+    Args:
+        name: ``host``, ``pixel``, ``pixel1`` or a user target.
+        runner: measure missing layers with this runner instead of the saved one.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+        TableError: the target's table is corrupt, foreign or too new.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"target name must be a string, got {name!r}")
+    key = name.strip().lower()
+    if key in PIXEL_NAMES or key in NOT_OFFERED:
+        return load_pixel_target(key)
+    if key == HOST:
+        table = LatencyTable.open(target_path(HOST), new_provenance(HOST, {"kind": "local"}))
+        return MeasuredTarget(HOST, table, runner)
+    if not _NAME.fullmatch(name) or not (target_path(name) / META_FILE).is_file():
+        raise _unknown(name)
+    return MeasuredTarget(name, LatencyTable.load(target_path(name)), runner)
+
+
+def create_target(name: str, runner: Mapping[str, Any], *, threads: int = DEFAULT_THREADS,
+                  runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                  check: bool = True) -> MeasuredTarget:
+    """A new user target measured by the runner with settings ``runner``.
+
+    With ``check`` the device is contacted first (``device_info``), so an
+    unreachable device leaves nothing behind.
+
+    Raises:
+        ValueError: bad name or runner settings; the target exists.
+        RunnerError: the device cannot be reached.
+    """
+    check_user_name(name)
+    if runner.get("kind") not in RUNNER_KINDS:
+        raise ValueError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {runner.get('kind')!r}")
+    path = target_path(name)
+    if (path / META_FILE).exists():
+        raise ValueError(f"target {name!r} exists already ({path})")
+    live = make_runner(runner)
+    if check:
+        live.device_info()
+    try:
+        table = LatencyTable.create(path, new_provenance(name, runner, threads=threads, runs=runs,
+                                                         warmup=warmup))
+    except TableError as e:
+        raise ValueError(str(e)) from None
+    return MeasuredTarget(name, table, live)
+
+
+def describe_targets() -> list[dict]:
+    """One row per target for listings: name, kind, device, runtime, entries, overhead, error."""
+    rows = []
+    for name in target_names():
+        if name == "pixel1":
+            continue  # an alias of pixel
+        row: dict[str, Any] = {"name": name}
+        try:
+            if name == HOST and not (target_path(HOST) / META_FILE).is_file():
+                row.update(kind="measured", device="this machine (no table yet)", entries=0)
+                rows.append(row)
+                continue
+            t = load_target(name)
+        except (TableError, ValueError) as e:
+            row.update(kind="?", error=str(e))
+            rows.append(row)
+            continue
+        row.update(_describe(t))
+        rows.append(row)
+    return rows
+
+
+def _describe(t: Target) -> dict:
+    prov = t.provenance
+    if isinstance(t, MeasuredTarget):
+        dev = prov.get("device") or {}
+        runner = prov.get("runner") or {}
+        where = {"ssh": runner.get("host"), "adb": runner.get("serial")}.get(runner.get("kind"))
+        device = " ".join(str(x) for x in (dev.get("model") or dev.get("cpu") or "", dev.get("hostname") or "") if x)
+        runtime = " ".join(x for x in (prov.get("runtime", ""), prov.get("runtime_version", "")) if x)
+        val = prov.get("validation")
+        return {
+            "kind": "measured",
+            "device": device or "not measured yet",
+            "runner": runner.get("kind", "") + (f" {where}" if where else ""),
+            "runtime": runtime,
+            "threads": prov.get("threads"),
+            "entries": len(t.table),
+            "overhead_ms": t.table.overhead_ms,
+            "updated": prov.get("updated") or prov.get("created"),
+            "validation": val,
+            "path": str(t.table.path),
+        }
+    from .pixel import _read_model
+
+    errs = [abs(r["loo_err"]) for r in _read_model()["table3_errors"]]
+    return {
+        "kind": "modelled",
+        "device": prov.get("device", ""),
+        "runtime": prov.get("runtime", ""),
+        "threads": prov.get("threads"),
+        "overhead_ms": 0.0,
+        "updated": prov.get("fitted"),
+        "validation": {"n": len(errs), "mape": sum(errs) / len(errs), "max_error": max(errs),
+                       "what": "MobileNetV3 Table 3, leave-one-out"},
+    }

@@ -295,6 +295,8 @@ class SearchSpace:
 
     def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` uniform random rows of choice indices, shape ``(n, len(decisions))``."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"number of samples must be an int >= 0, got {n!r}")
         return _rng(rng).integers(0, self._high, size=(n, len(self.decisions)), dtype=np.int64)
 
     # --- sampling ------------------------------------------------------------

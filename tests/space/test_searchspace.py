@@ -201,6 +201,8 @@ def test_index_errors(space: SearchSpace) -> None:
         space.from_indices([0] * (n - 1))
     with pytest.raises(ValueError, match="index 6 of decision 'b0_op' must be in 0..5"):
         space.from_indices([6] + [0] * (n - 1))
+    with pytest.raises(ValueError, match="number of samples must be an int >= 0, got -1"):
+        space.sample_indices(np.random.default_rng(0), -1)
     with pytest.raises(ValueError, match="block must be in"):
         space.stage(space.num_blocks, {})
 

@@ -1,1 +1,16 @@
-"""placeholder"""
+"""hwnas.netadapt: shrink a trained network to a latency goal on a target (NetAdapt).
+
+>>> from hwnas.netadapt import load_config, run_refine
+>>> summary = run_refine(load_config("examples/netadapt_tiny.yaml"))  # doctest: +SKIP
+"""
+
+from .config import RefineConfig, load_config, parse_config
+from .refine import Progress
+from .run import prepare, run_refine
+from .surgery import prune
+from .units import MODES, Unit, layout, normalize, smallest, units, with_count
+
+__all__ = [
+    "MODES", "Progress", "RefineConfig", "Unit", "layout", "load_config", "normalize",
+    "parse_config", "prepare", "prune", "run_refine", "smallest", "units", "with_count",
+]

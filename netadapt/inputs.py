@@ -1,0 +1,105 @@
+"""Resolve what a run.yaml names: the latency target, the input network, its weights.
+
+Everything here only reads; it runs before the output folder is made, so a
+bad input stops the refine with one line and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hwnas.latency.target import Target
+from hwnas.space.notation import NotationError
+from hwnas.space.spec import Arch
+
+from .config import InputSpec
+
+
+def load_target(name: str) -> Target:
+    """The latency target ``name`` (host, pixel, or a user target); one-line ValueError.
+
+    Uses :func:`hwnas.latency.load_target`; before that exists only the
+    ``pixel`` targets are known.
+    """
+    try:
+        from hwnas.latency import load_target as _load  # type: ignore[attr-defined]
+    except ImportError:
+        from hwnas.latency.pixel import PIXEL_NAMES, load_pixel_target
+
+        if name.lower() in PIXEL_NAMES:
+            return load_pixel_target(name)
+        raise ValueError(f"unknown target {name!r}: known are {', '.join(PIXEL_NAMES)}") from None
+    try:
+        return _load(name)
+    except (KeyError, LookupError) as e:
+        raise ValueError(f"unknown target {name!r} ({e})") from None
+
+
+@dataclass
+class ResolvedInput:
+    """The network a refine starts from.
+
+    Attributes:
+        arch: its architecture (not yet normalised).
+        weights: path of a state_dict, or None when it must be trained first.
+        label: how the input was named, for the summary.
+    """
+
+    arch: Arch
+    weights: Path | None
+    label: str
+
+
+def resolve_input(spec: InputSpec) -> ResolvedInput:
+    """Arch and weights file of ``spec``; one-line ValueError for anything missing."""
+    if spec.run is not None:
+        run = Path(spec.run)
+        best = run / "best.json"
+        if not best.is_file():
+            raise ValueError(f"input.run: {run} is not a finished search run (no best.json in it)")
+        try:
+            info = json.loads(best.read_text())
+            arch = Arch.from_str(info["arch"])
+        except (json.JSONDecodeError, KeyError, TypeError, NotationError) as e:
+            raise ValueError(f"input.run: {best} has no readable arch ({e})") from None
+        weights = run / "best.pt"
+        if not weights.is_file():
+            raise ValueError(f"input.run: weights file {weights} is missing")
+        return ResolvedInput(arch, weights, f"run {run}")
+    if spec.reference is not None:
+        from hwnas.space.references import reference
+
+        arch = reference(spec.reference, spec.width)
+        label = f"reference {arch.name}"
+    else:
+        try:
+            arch = Arch.from_str(str(spec.arch))
+        except ValueError as e:
+            raise ValueError(f"input.arch: {e}") from None
+        label = "arch string"
+    weights = None
+    if spec.weights is not None:
+        weights = Path(spec.weights)
+        if not weights.is_file():
+            raise ValueError(f"input.weights: weights file {weights} is missing")
+    return ResolvedInput(arch, weights, label)
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load a state_dict file into ``model`` strictly; one-line ValueError on mismatch."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one user error
+        raise ValueError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"weights {path}: expected a state_dict, got {type(state).__name__}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise ValueError(f"weights {path} do not fit the input network: {detail}") from None

@@ -1,0 +1,170 @@
+"""Latency tables: keys, provenance, read-only snapshots, atomic writes, concurrent fills, bad files."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from hwnas.latency import table as table_mod
+from hwnas.latency.keys import LayerKey, layer_keys
+from hwnas.latency.runner import Stats
+from hwnas.latency.table import (
+    FORMAT_VERSION,
+    META_FILE,
+    TABLE_FILE,
+    LatencyTable,
+    TableError,
+)
+from hwnas.space.references import reference
+
+KEYS = layer_keys(reference("mobilenetv3_small"), 64)
+WRITERS = 2
+KEYS_PER_WRITER = 120
+CHUNK = 10
+
+
+def _stats(i: int) -> Stats:
+    return Stats(1.0 + i, 0.9 + i, 1.2 + i, 50)
+
+
+def _fresh(tmp_path: Path) -> LatencyTable:
+    return LatencyTable.create(tmp_path / "t", {"device": "test"})
+
+
+def test_entries_are_keyed_by_layer_key_text(tmp_path: Path) -> None:
+    t = _fresh(tmp_path).update({k: _stats(i) for i, k in enumerate(KEYS)})
+    back = LatencyTable.load(t.path)
+    assert set(back) == {str(k) for k in KEYS}
+    assert back[KEYS[0]] == back[str(KEYS[0])] == _stats(0)
+    assert KEYS[1] in back and str(KEYS[1]) in back and 3 not in back
+    assert back.medians(KEYS[:3]).tolist() == [1.0, 2.0, 3.0]
+    frame = back.to_frame()
+    assert list(frame.columns) == ["key", "median", "p10", "p90", "n"]
+    assert all(LayerKey.parse(k) in KEYS for k in frame.key)
+
+
+def test_provenance_carries_format_and_dates(tmp_path: Path) -> None:
+    t = _fresh(tmp_path).update(provenance={"runtime": "onnxruntime"}, defaults={"overhead_ms": 0.2})
+    p = LatencyTable.load(t.path).provenance
+    assert p["format"] == "hwnas-latency-table" and p["format_version"] == FORMAT_VERSION
+    assert p["device"] == "test" and p["runtime"] == "onnxruntime" and p["overhead_ms"] == 0.2
+    assert p["created"] and p["updated"]
+    # defaults never overwrite a value that is there
+    t2 = t.update(defaults={"overhead_ms": 9.0})
+    assert t2.overhead_ms == 0.2
+
+
+def test_loaded_table_is_read_only(tmp_path: Path) -> None:
+    t = _fresh(tmp_path).update({KEYS[0]: _stats(0)})
+    with pytest.raises(TypeError):
+        t[str(KEYS[0])] = _stats(1)  # type: ignore[index]
+    t.provenance["device"] = "changed"
+    assert t.provenance["device"] == "test"
+    t2 = t.update({KEYS[1]: _stats(1)})
+    assert len(t) == 1 and len(t2) == 2  # a snapshot never changes
+
+
+def test_update_validates_keys_and_values(tmp_path: Path) -> None:
+    t = _fresh(tmp_path)
+    with pytest.raises(ValueError, match="malformed latency key"):
+        t.update({"not a key": _stats(0)})
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        t.update({KEYS[0]: Stats(-1.0, 0.0, 0.0, 5)})
+    assert len(LatencyTable.load(t.path)) == 0
+
+
+def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = _fresh(tmp_path).update({KEYS[0]: _stats(0)})
+    before = (t.path / TABLE_FILE).read_bytes(), (t.path / META_FILE).read_text()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(table_mod.pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        t.update({KEYS[1]: _stats(1)})
+    assert ((t.path / TABLE_FILE).read_bytes(), (t.path / META_FILE).read_text()) == before
+    assert sorted(p.name for p in t.path.iterdir()) == sorted([".lock", META_FILE, TABLE_FILE])
+    assert len(LatencyTable.load(t.path)) == 1
+
+
+def _writer(path: str, offset: int) -> None:
+    """Fill from a snapshot taken at the start: every write must merge with the disk."""
+    t = LatencyTable.load(path)
+    keys = [LayerKey("block", "ir", 16, 8 + offset + i, 16, mid_chs=48) for i in range(KEYS_PER_WRITER)]
+    for i in range(0, KEYS_PER_WRITER, CHUNK):
+        t.update({k: _stats(offset + i + j) for j, k in enumerate(keys[i : i + CHUNK])},
+                 provenance={f"writer{offset}": i})
+
+
+def test_two_processes_filling_one_table_lose_nothing(tmp_path: Path) -> None:
+    t = _fresh(tmp_path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(t.path), w * 1000)) for w in range(WRITERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    back = LatencyTable.load(t.path)
+    assert len(back) == WRITERS * KEYS_PER_WRITER
+    assert all(f"writer{w * 1000}" in back.provenance for w in range(WRITERS))
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match="no such folder"):
+        LatencyTable.load(tmp_path / "nope")
+
+
+def test_create_refuses_an_existing_table(tmp_path: Path) -> None:
+    t = _fresh(tmp_path)
+    with pytest.raises(TableError, match="exists already"):
+        LatencyTable.create(t.path, {})
+    assert LatencyTable.open(t.path, {"device": "other"}).provenance["device"] == "test"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("{not json", "corrupt JSON"),
+        ('{"format": "something-else", "format_version": 1}', "is not an hwnas latency table"),
+        ("[1, 2]", "is not an hwnas latency table"),
+        ('{"format": "hwnas-latency-table", "format_version": 99}', "format version 99 is newer"),
+        ('{"format": "hwnas-latency-table", "format_version": "x"}', "unknown format version 'x'"),
+    ],
+)
+def test_bad_provenance_files(tmp_path: Path, content: str, match: str) -> None:
+    t = _fresh(tmp_path)
+    (t.path / META_FILE).write_text(content)
+    with pytest.raises(TableError, match=match) as e:
+        LatencyTable.load(t.path)
+    assert str(t.path / META_FILE) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_corrupt_parquet(tmp_path: Path) -> None:
+    t = _fresh(tmp_path).update({KEYS[0]: _stats(0)})
+    (t.path / TABLE_FILE).write_bytes(b"PAR1 garbage")
+    with pytest.raises(TableError, match="corrupt parquet") as e:
+        LatencyTable.load(t.path)
+    assert str(t.path / TABLE_FILE) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_foreign_parquet(tmp_path: Path) -> None:
+    t = _fresh(tmp_path)
+    pd.DataFrame({"key": ["a"], "median": [1.0]}).to_parquet(t.path / TABLE_FILE)
+    with pytest.raises(TableError, match="is not an hwnas latency table"):
+        LatencyTable.load(t.path)
+
+
+def test_newer_parquet_version(tmp_path: Path) -> None:
+    t = _fresh(tmp_path).update({KEYS[0]: _stats(0)})
+    tbl = pq.read_table(t.path / TABLE_FILE)
+    marker = json.dumps({"format": "hwnas-latency-table", "format_version": 7}).encode()
+    pq.write_table(tbl.replace_schema_metadata({b"hwnas": marker}), t.path / TABLE_FILE)
+    with pytest.raises(TableError, match="format version 7"):
+        LatencyTable.load(t.path)

@@ -310,10 +310,10 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
 
 
 def _cmd_measure(args: argparse.Namespace, console: Console) -> None:
-    from .measure import measure_arch
-
     arch = resolve_arch(args.arch, args.width)
     target = _measured(args.target)
+    from .measure import measure_arch
+
     s = measure_arch(arch, args.resolution, target.runner, runs=target.runs, warmup=target.warmup,
                      threads=target.threads)
     info = {"target": target.name, "arch": arch.to_str(), "name": arch.name,

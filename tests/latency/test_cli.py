@@ -1,0 +1,134 @@
+"""``nas-latency``: outputs, exit codes and one-line errors (in-process and as a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hwnas.latency.cli import main
+from hwnas.latency.registry import load_target, target_path
+from hwnas.latency.table import META_FILE, TABLE_FILE
+from hwnas.space.references import reference
+
+EXIT_USAGE = 2
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HWNAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path / "home"
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == EXIT_USAGE
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nas-latency ") and "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_predict_pixel(capsys) -> None:
+    code, out, _ = run(capsys, "predict", "--target", "pixel", "--arch", "mobilenetv3_large")
+    assert code == 0 and "mobilenetv3_large on pixel @ 224px: 51.45 ms" in out
+    code, out, _ = run(capsys, "predict", "--target", "pixel", "--arch", "mobilenetv3-small",
+                       "--width", "0.75", "--json", "--budget", "13ms")
+    info = json.loads(out)
+    want = load_target("pixel").predict(reference("mobilenetv3_small", 0.75))
+    assert code == 0 and info["ms"] == pytest.approx(want) and info["fits"] is False
+    assert info["budget_ms"] == 13.0 and len(info["layers"]) == 2 + reference("mobilenetv3_small").depth
+
+
+def test_predict_arch_string_and_breakdown(capsys) -> None:
+    text = reference("mnasnet_a1").to_str()
+    code, out, _ = run(capsys, "predict", "--target", "pixel1", "--arch", text, "--breakdown",
+                       "--resolution", "192", "--budget", "0.1s")
+    assert code == 0 and "within the 100 ms budget" in out and "head_v2" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["predict", "--target", "nope", "--arch", "mobilenetv2"],
+         ["unknown target 'nope'", "known are host, pixel, pixel1"]),
+        (["predict", "--target", "pixel", "--arch", "mobilenetv2", "--budget", "50"],
+         ["latency '50' has no unit"]),
+        (["predict", "--target", "pixel", "--arch", "resnet50"], ["unknown network 'resnet50'"]),
+        (["predict", "--target", "pixel", "--arch", "mobilenetv2", "--width", "9"], ["width"]),
+        (["build", "--target", "pixel"], ["fitted model"]),
+        (["build", "--target", "newboard"], ["unknown target 'newboard'", "--runner"]),
+        (["build", "--target", "b", "--runner", "ssh"], ["--runner ssh needs --host"]),
+        (["build", "--target", "b", "--runner", "adb", "--host", "x"], ["--host does not apply"]),
+        (["build", "--target", "b", "--device", "x"], ["--device needs --runner"]),
+        (["build", "--target", "host", "--runner", "ssh", "--host", "x"], ["local runner"]),
+        (["build", "--target", "b", "--space", "resnets", "--runner", "local"],
+         ["unknown search space 'resnets'"]),
+        (["validate", "--target", "pixel"], ["fitted model"]),
+        (["validate", "--target", "host", "--n", "0"], ["network count"]),
+        (["measure", "--arch", "mobilenetv2", "--target", "pixel"], ["fitted model"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, home: Path, argv: list[str], needles: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert_one_line_error(code, err, *needles)
+    assert not (home / "targets" / "newboard").exists() and not (home / "targets" / "b").exists()
+
+
+def test_unreachable_device_is_one_line_and_leaves_nothing(capsys, home: Path) -> None:
+    code, _, err = run(capsys, "build", "--target", "phone", "--runner", "ssh", "--host",
+                       "no-such-host.invalid", "--port", "2")
+    assert_one_line_error(code, err, "ssh to no-such-host.invalid failed")
+    assert not target_path("phone").exists()
+
+
+def test_corrupt_table_is_one_line(capsys, home: Path) -> None:
+    load_target("host")  # creates the empty host table
+    (target_path("host") / META_FILE).write_text('{"format": "hwnas-latency-table", "format_version": 5}')
+    code, _, err = run(capsys, "predict", "--target", "host", "--arch", "mobilenetv2")
+    assert_one_line_error(code, err, str(target_path("host") / META_FILE), "format version 5")
+    (target_path("host") / META_FILE).write_text('{"format": "hwnas-latency-table", "format_version": 1}')
+    (target_path("host") / TABLE_FILE).write_bytes(b"garbage")
+    code, _, err = run(capsys, "build", "--target", "host")
+    assert_one_line_error(code, err, str(target_path("host") / TABLE_FILE), "corrupt parquet")
+
+
+def test_targets_lists_builtin_and_user_targets(capsys, home: Path) -> None:
+    from hwnas.latency.registry import create_target
+
+    create_target("rpi4", {"kind": "ssh", "host": "rpi.invalid"}, check=False)
+    code, out, _ = run(capsys, "targets", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and set(rows) == {"host", "pixel", "rpi4"}
+    assert rows["pixel"]["validation"]["max_error"] == pytest.approx(0.1157, abs=1e-3)
+    assert rows["rpi4"]["runner"] == "ssh rpi.invalid" and rows["rpi4"]["entries"] == 0
+    assert not target_path("host").exists()  # listing creates nothing
+    code, out, _ = run(capsys, "targets")
+    assert code == 0 and "rpi4" in out and "MAPE 5.1%" in out
+
+
+def test_help(capsys) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "build" in out and "validate" in out
+
+
+def test_subprocess_exit_code_and_single_line(home: Path) -> None:
+    env = {**os.environ, "HWNAS_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hwnas.latency.cli", "predict", "--target", "nowhere", "--arch",
+         "mobilenetv2"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == EXIT_USAGE and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "nas-latency predict: error: unknown target 'nowhere': known are host, pixel, pixel1 "
+        "(make one with: nas-latency build --target NAME --runner adb|ssh ...)"]

@@ -124,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
             raw[field] = v
     if args.timeout is not None:
         raw["timeout_s"] = parse_duration(args.timeout)
-    return parse_config(raw, source="nas-search")
+    return parse_config(raw, source="")
 
 
 SUMMARY_ROWS = 5

@@ -122,6 +122,8 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> SearchConfig:
         field = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
-        shown = "" if isinstance(value, dict) or "got" in msg else f" (got {value!r})"
-        where = f"{field}: " if field else ""
-        raise ValueError(f"{source}: {where}{msg}{shown}") from None
+        said = isinstance(value, dict) or "got" in msg or repr(value) in msg
+        shown = "" if said else f" (got {value!r})"
+        where = f"{field}: " if field and not msg.startswith(field.split(".")[-1]) else ""
+        prefix = f"{source}: " if source else ""
+        raise ValueError(f"{prefix}{where}{msg}{shown}") from None

@@ -1,0 +1,213 @@
+"""``nas-search`` input handling: latency units, flags, config, one-line errors
+(exit 2, nothing written). No training happens here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from searchkit import TINY_FLAGS, nas_search
+
+from hwnas.search.cli import build_parser, config_from_args, main, parse_duration
+from hwnas.search.config import DEFAULT_TRIALS, SearchConfig, parse_config
+from hwnas.search.units import parse_latency
+
+
+# ----------------------------------------------------------------- units ---
+@pytest.mark.parametrize(("text", "ms"), [
+    ("50ms", 50.0), ("0.05s", 50.0), ("50000us", 50.0), ("50 ms", 50.0), ("1.5s", 1500.0),
+    ("250us", 0.25), ("2e1ms", 20.0), ("50µs", 0.05),
+])
+def test_latency_units(text: str, ms: float) -> None:
+    assert parse_latency(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["50", "0.05", 50, 50.0])
+def test_bare_number_latency_asks_for_a_unit(text: object) -> None:
+    with pytest.raises(ValueError, match="has no unit: write e.g. .*ms, .*s or .*us"):
+        parse_latency(text)
+
+
+@pytest.mark.parametrize("text", ["50 minutes", "fast", "ms", "-5ms", ""])
+def test_bad_latency(text: str) -> None:
+    with pytest.raises(ValueError, match="latency"):
+        parse_latency(text)
+
+
+def test_zero_latency() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_latency("0ms")
+
+
+@pytest.mark.parametrize(("text", "s"), [("600", 600.0), ("600s", 600.0), ("10m", 600.0),
+                                         ("1.5h", 5400.0)])
+def test_durations(text: str, s: float) -> None:
+    assert parse_duration(text) == s
+
+
+# ----------------------------------------------------------- flags/config ---
+def _config(*argv: str) -> SearchConfig:
+    return config_from_args(build_parser().parse_args(list(argv)))
+
+
+def test_defaults_from_target_and_latency_only() -> None:
+    c = _config("--target", "pixel", "--lat", "50ms")
+    assert (c.target, c.latency_ms, c.space, c.data) == ("pixel", 50.0, "mobilenetv3", "fashion-mnist")
+    assert (c.trials, c.sampler, c.reward, c.backend, c.workers) == (DEFAULT_TRIALS, "tpe", "soft",
+                                                                      "local", 1)
+
+
+def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
+    c = _config("--target", "pixel", "--lat", "0.03s", "--space", "mnasnet", "--data", "fashion-mnist",
+                "--trials", "7", "--timeout", "5m", "--sampler", "rl", "--reward", "hard", "--w", "-0.5",
+                "--epochs", "3", "--proxy-resolution", "16", "--resolution", "192",
+                "--train-subset", "512", "--val-size", "300", "--lr", "0.05", "--pruner", "none",
+                "--prefilter", "synflow", "--prefilter-keep", "0.3", "--workers", "2",
+                "--backend", "ray", "--max-failures", "1", "--storage", "sqlite:///x.db",
+                "--out", str(tmp_path / "r"), "--seed", "4")
+    assert (c.latency_ms, c.space, c.trials, c.timeout_s, c.sampler, c.reward, c.w) == (
+        30.0, "mnasnet", 7, 300.0, "rl", "hard", -0.5)
+    assert (c.epochs, c.proxy_resolution, c.resolution, c.train_subset, c.val_size, c.lr) == (
+        3, 16, 192, 512, 300, 0.05)
+    assert (c.pruner, c.prefilter, c.prefilter_keep, c.workers, c.backend, c.max_failures) == (
+        "none", "synflow", 0.3, 2, "ray", 1)
+    assert (c.storage, c.out, c.seed) == ("sqlite:///x.db", str(tmp_path / "r"), 4)
+
+
+def test_ray_address_implies_ray_and_pareto_defaults_to_nsga2() -> None:
+    assert _config("--target", "pixel", "--lat", "50ms", "--ray-address", "auto").backend == "ray"
+    assert _config("--target", "pixel", "--lat", "50ms", "--reward", "pareto").sampler == "nsga2"
+
+
+def test_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    c = _config("--target", "pixel", "--lat", "50ms", "--reward", "abs", "--w", "-0.2")
+    (tmp_path / "config.yaml").write_text(c.to_yaml())
+    assert SearchConfig.from_yaml(tmp_path / "config.yaml") == c
+
+
+def test_config_rejects_a_newer_format(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("format_version: 99\ntarget: pixel\nlatency: 50ms\n")
+    with pytest.raises(ValueError, match="format_version 99 is newer"):
+        SearchConfig.from_yaml(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize(("raw", "match"), [
+    ({"trials": 0}, "trials: Input should be greater than or equal to 1"),
+    ({"reward": "pareto", "sampler": "rl"}, "sampler 'rl' optimises one objective"),
+    ({"latency": "50"}, "has no unit"),
+    ({"prefilter_keep": 0.0}, "prefilter_keep"),
+    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+])
+def test_config_errors_are_one_line(raw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as e:
+        parse_config({"target": "pixel", "latency": "50ms", **raw})
+    assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------- errors: exit 2, no files ---
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str], cwd: Path) -> str:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("nas-search: error: "), err
+    assert list(cwd.iterdir()) == [], "nothing may be written on bad input"
+    return lines[0]
+
+
+def _exits(argv: list[str], capsys: pytest.CaptureFixture[str], cwd: Path) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    _out, err = capsys.readouterr()
+    assert e.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("nas-search: error: "), err
+    assert list(cwd.iterdir()) == []
+    return err
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["--target", "pixel", "--lat", "50ms", "--sampler", "cmaes"], "invalid choice: 'cmaes'"),
+    (["--target", "pixel", "--lat", "50ms", "--trials", "many"], "invalid int value: 'many'"),
+    (["--target", "pixel", "--lat", "50ms", "--colour", "red"], "unrecognized arguments: --colour"),
+])
+def test_bad_flags(argv: list[str], match: str, capsys, in_tmp: Path) -> None:
+    assert match in _exits(argv, capsys, in_tmp)
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    ([], "--target and --lat are required"),
+    (["--target", "pixel", "--lat", "50"], "latency '50' has no unit: write e.g. 50ms, 50s or 50us"),
+    (["--target", "pixel", "--lat", "fast"], "bad latency 'fast'"),
+    (["--target", "pixel6000", "--lat", "50ms"], "pixel6000"),
+    (["--target", "pixel", "--lat", "1ms"], "below the fastest net of space 'mobilenetv3' on "
+                                             "target 'pixel'"),
+    (["--target", "pixel", "--lat", "50ms", "--space", "resnet"], "unknown search space 'resnet'"),
+    (["--target", "pixel", "--lat", "50ms", "--reward", "abs", "--w", "0.1"], "w=0.1 for reward abs"),
+    (["--target", "pixel", "--lat", "50ms", "--reward", "pareto", "--sampler", "rl"],
+     "sampler 'rl' optimises one objective"),
+    (["--target", "pixel", "--lat", "50ms", "--timeout", "soon"], "bad --timeout 'soon'"),
+    (["--target", "pixel", "--lat", "50ms", "--data", "/nonexistent/images"], "/nonexistent/images"),
+    (["--target", "pixel", "--lat", "50ms", "--storage", "postgresql://nobody@127.0.0.1:9/x"],
+     "cannot open storage"),
+    (["--resume"], "--resume needs --out"),
+    (["--resume", "--out", "nowhere"], "cannot resume nowhere: no config.yaml there"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], match: str, capsys,
+                                                      in_tmp: Path) -> None:
+    line = _usage_error([*argv, "--quiet"], capsys, in_tmp)
+    assert match in line
+
+
+def test_budget_error_names_the_fastest_net(capsys, in_tmp: Path) -> None:
+    from hwnas.latency import load_target
+    from hwnas.latency.fast import SpaceLatency
+    from hwnas.space.searchspace import get_space
+
+    fastest = SpaceLatency(load_target("pixel"), get_space("mobilenetv3")).fastest()
+    line = _usage_error(["--target", "pixel", "--lat", f"{fastest.ms * 0.99:.3f}ms", "--quiet"],
+                        capsys, in_tmp)
+    assert f"{fastest.ms:.2f} ms" in line and fastest.arch.to_str() in line
+    # Just above it the budget is accepted (checked without training: an existing run folder).
+    (in_tmp / "run").mkdir()
+    (in_tmp / "run" / "config.yaml").write_text("x: 1\n")
+    code = main(["--target", "pixel", "--lat", f"{fastest.ms * 1.01:.3f}ms", "--out", "run",
+                 "--quiet"])
+    assert code == 2 and "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_refuses_to_change_the_search(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    c = parse_config({"target": "pixel", "latency": "50ms", "out": str(run)})
+    (run / "config.yaml").write_text(c.to_yaml())
+    code = main(["--resume", "--out", str(run), "--reward", "hard", "--trials", "3", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--reward cannot change when resuming" in err and len(err.splitlines()) == 1
+
+
+def test_subprocess_exit_code_and_single_line(tmp_path: Path) -> None:
+    p = nas_search(*TINY_FLAGS[:2], "--lat", "50", cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.splitlines() == ["nas-search: error: latency '50' has no unit: write e.g. "
+                                     "50ms, 50s or 50us"]
+    p = nas_search("--target", "pixel", "--lat", "50ms", "--reward", "best", cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "invalid choice" in p.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_every_flag(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for flag in ("--space", "--data", "--trials", "--timeout", "--sampler", "--reward", "--w",
+                 "--epochs", "--workers", "--backend", "--ray-address", "--storage", "--out",
+                 "--resume", "--seed", "--prefilter", "tpe", "nsga2", "random", "rl", "soft",
+                 "hard", "abs", "pareto"):
+        assert flag in out

@@ -314,8 +314,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> None:
     target = _measured(args.target)
     from .measure import measure_arch
 
-    s = measure_arch(arch, args.resolution, target.runner, runs=target.runs, warmup=target.warmup,
-                     threads=target.threads)
+    s = measure_arch(arch, args.resolution, target.runner, threads=target.threads)
     info = {"target": target.name, "arch": arch.to_str(), "name": arch.name,
             "resolution": args.resolution, **s.to_dict()}
     if args.json:

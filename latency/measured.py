@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .keys import LayerKey
-from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, Stats
+from .runner import DEFAULT_THREADS, Runner, Stats
 from .table import LatencyTable, now_iso
 from .target import SOURCE_MEASURED, Target
 
@@ -81,8 +80,9 @@ class MeasuredTarget(Target):
         self._runner = runner
         proto = table.provenance.get("protocol", {})
         self.threads = int(proto.get("threads", DEFAULT_THREADS))
-        self.runs = int(proto.get("runs", DEFAULT_RUNS))
-        self.warmup = int(proto.get("warmup", DEFAULT_WARMUP))
+        # None: the defaults of hwnas.latency.measure (layers: measure_keys, networks: measure_arch)
+        self.runs: int | None = proto.get("runs")
+        self.warmup: int | None = proto.get("warmup")
 
     @property
     def provenance(self) -> dict:  # type: ignore[override]
@@ -146,10 +146,11 @@ class MeasuredTarget(Target):
         if settings.get("kind") != "local":
             raise ValueError(f"--workers {workers} needs the local runner; target {self.name!r} "
                              f"uses {settings.get('kind')!r} (one device measures one model at a time)")
+        cpus = make_runner(settings).worker_cpus(workers, self.threads)  # disjoint cores
         ctx = multiprocessing.get_context("spawn")  # onnxruntime threads do not survive fork
         slots = ctx.Queue()
-        for i in range(workers):
-            slots.put(i)
+        for c in cpus:
+            slots.put(c)
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                                     initargs=(settings, slots)) as pool:
             todo = [
@@ -179,39 +180,48 @@ class MeasuredTarget(Target):
             "runtime": info.get("runtime", ""),
             "runtime_version": info.get("runtime_version", ""),
             "threads": self.threads,
+            "key_protocol": self._key_protocol(),
             "method": METHOD,
             "first_fill": now_iso(),
         }
 
+    def _key_protocol(self) -> dict:
+        base = _key_protocol_defaults()
+        return {**base, **_protocol(self.runs, self.warmup, self.threads)}
 
-def _measure(keys: list[LayerKey], runner: Runner, runs: int, warmup: int,
+
+def _key_protocol_defaults() -> dict:
+    from .measure import KEY_RUNS, KEY_WARMUP
+
+    return {"runs": KEY_RUNS, "warmup": KEY_WARMUP}
+
+
+def _protocol(runs: int | None, warmup: int | None, threads: int) -> dict:
+    return {"threads": threads, **({"runs": runs} if runs is not None else {}),
+            **({"warmup": warmup} if warmup is not None else {})}
+
+
+def _measure(keys: list[LayerKey], runner: Runner, runs: int | None, warmup: int | None,
              threads: int) -> tuple[dict[LayerKey, Stats], float]:
     from .measure import measure_keys
 
-    return measure_keys(keys, runner, runs=runs, warmup=warmup, threads=threads)
+    return measure_keys(keys, runner, **_protocol(runs, warmup, threads))
 
 
 _worker_runner: Runner | None = None
 
 
 def _worker_init(settings: dict, slots: Any) -> None:
-    """Each worker makes its own runner, pinned to its own core when the runner can pin."""
+    """Each worker makes its own runner on its own cores (taken from ``slots``)."""
     global _worker_runner
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    slot = slots.get()
-    opts = dict(settings)
-    if cores and opts.get("kind") == "local" and "cores" not in opts:
-        opts["cores"] = [cores[slot % len(cores)]]
-    try:
-        _worker_runner = make_runner(opts)
-    except TypeError:  # a LocalRunner without a ``cores`` option
-        opts.pop("cores", None)
-        _worker_runner = make_runner(opts)
+    cpus = slots.get()
+    _worker_runner = make_runner({**settings, **({"cpus": cpus} if cpus else {})})
 
 
-def _worker_measure(keys: list[str], runs: int, warmup: int,
+def _worker_measure(keys: list[str], runs: int | None, warmup: int | None,
                     threads: int) -> tuple[dict[str, Stats], float]:
-    assert _worker_runner is not None
+    if _worker_runner is None:
+        raise RuntimeError("worker used before its initializer ran")
     stats, over = _measure([LayerKey.parse(k) for k in keys], _worker_runner, runs, warmup, threads)
     return {str(k): s for k, s in stats.items()}, over
 
@@ -257,8 +267,7 @@ def validate(
     predicted = [target.predict(a, resolution) for a in archs]
     rows = []
     for arch, pred in zip(archs, predicted, strict=True):
-        s = measure_arch(arch, resolution, target.runner, runs=target.runs, warmup=target.warmup,
-                         threads=target.threads)
+        s = measure_arch(arch, resolution, target.runner, threads=target.threads)
         rows.append({"arch": arch.to_str(), "predicted_ms": pred, "measured_ms": s.median,
                      "p10_ms": s.p10, "p90_ms": s.p90, "error": pred / s.median - 1.0})
         if progress:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .measured import METHOD, RUNNER_KINDS, MeasuredTarget, make_runner
 from .pixel import NOT_OFFERED, PIXEL_NAMES, load_pixel_target
-from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner
+from .runner import DEFAULT_THREADS, Runner
 from .table import META_FILE, LatencyTable, TableError
 from .target import Target
 
@@ -78,13 +78,18 @@ def _unknown(name: str) -> ValueError:
 
 
 def new_provenance(name: str, runner: Mapping[str, Any], *, threads: int = DEFAULT_THREADS,
-                   runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> dict:
-    """Provenance of a new measured table (device details are added by its first fill)."""
+                   runs: int | None = None, warmup: int | None = None) -> dict:
+    """Provenance of a new measured table (device details are added by its first fill).
+
+    ``runs``/``warmup`` of None leave the defaults of ``hwnas.latency.measure``.
+    """
+    proto: dict[str, int] = {"threads": threads}
+    proto.update({k: v for k, v in (("runs", runs), ("warmup", warmup)) if v is not None})
     return {
         "name": name,
         "kind": "measured",
         "runner": dict(runner),
-        "protocol": {"threads": threads, "runs": runs, "warmup": warmup},
+        "protocol": proto,
         "threads": threads,
         "method": METHOD,
     }
@@ -115,7 +120,7 @@ def load_target(name: str, runner: Runner | None = None) -> Target:
 
 
 def create_target(name: str, runner: Mapping[str, Any], *, threads: int = DEFAULT_THREADS,
-                  runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                  runs: int | None = None, warmup: int | None = None,
                   check: bool = True) -> MeasuredTarget:
     """A new user target measured by the runner with settings ``runner``.
 

@@ -22,17 +22,10 @@ from .config import InputSpec
 def load_target(name: str) -> Target:
     """The latency target ``name`` (host, pixel, or a user target); one-line ValueError.
 
-    Uses :func:`hwnas.latency.load_target`; before that exists only the
-    ``pixel`` targets are known.
+    The one place a refine gets its target (:func:`hwnas.latency.load_target`).
     """
-    try:
-        from hwnas.latency import load_target as _load  # type: ignore[attr-defined]
-    except ImportError:
-        from hwnas.latency.pixel import PIXEL_NAMES, load_pixel_target
+    from hwnas.latency import load_target as _load
 
-        if name.lower() in PIXEL_NAMES:
-            return load_pixel_target(name)
-        raise ValueError(f"unknown target {name!r}: known are {', '.join(PIXEL_NAMES)}") from None
     try:
         return _load(name)
     except (KeyError, LookupError) as e:
@@ -73,7 +66,10 @@ def resolve_input(spec: InputSpec) -> ResolvedInput:
     if spec.reference is not None:
         from hwnas.space.references import reference
 
-        arch = reference(spec.reference, spec.width)
+        try:
+            arch = reference(spec.reference, spec.width)
+        except ValueError as e:
+            raise ValueError(f"input.reference: {e}") from None
         label = f"reference {arch.name}"
     else:
         try:

@@ -193,10 +193,13 @@ def run_refine(cfg: RefineConfig, progress: Progress | None = None,
     return _finish(p, state, model, rows, stuck, progress, time.perf_counter() - t0)
 
 
-def _measure_host(arch: Arch, resolution: int) -> float:
-    from hwnas.latency.measure import measure_arch  # type: ignore[import-not-found]
+def _measure_host(target: Target, arch: Arch, resolution: int) -> float:
+    """Median end-to-end latency (ms) of ``arch`` on this host, with the target's protocol."""
+    from hwnas.latency.measure import measure_arch
 
-    return float(measure_arch(arch, resolution=resolution).median)
+    s = measure_arch(arch, resolution, target.runner, runs=target.runs,  # type: ignore[attr-defined]
+                     warmup=target.warmup, threads=target.threads)  # type: ignore[attr-defined]
+    return float(s.median)
 
 
 def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck: bool,
@@ -234,9 +237,9 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
     }
     if p.target.name == "host":
         progress.message("measuring the input and the final net on this host")
-        summary["initial"]["measured_ms"] = _measure_host(Arch.from_str(init["arch"]),
+        summary["initial"]["measured_ms"] = _measure_host(p.target, Arch.from_str(init["arch"]),
                                                           cfg.resolution)
-        summary["final"]["measured_ms"] = _measure_host(arch, cfg.resolution)
+        summary["final"]["measured_ms"] = _measure_host(p.target, arch, cfg.resolution)
     io.plot_trajectory(out / "trajectory.png", rows, (init["latency_ms"], init["accuracy"]),
                        (state["latency_ms"], acc), p.goal_ms)
     io.write_json(out / "final.json", summary)

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hwnas.space.cli import (
+    _UNBOUNDED,
     DEFAULT_RESOLUTION,
     EXIT_USAGE,
     UsageError,
@@ -199,7 +201,8 @@ def _fmt_err(val: dict | None) -> str:
     if not val:
         return "not validated"
     rho = f", rho {val['spearman']:.3f}" if val.get("spearman") is not None else ""
-    return f"MAPE {val['mape']:.1%}, max {val['max_error']:.1%}{rho} (n={val.get('n')})"
+    what = val.get("what") or " ".join(str(x) for x in (val.get("space"), val.get("date", "")[:10]) if x)
+    return f"MAPE {val['mape']:.1%}, max {val['max_error']:.1%}{rho} (n={val.get('n')}, {what})"
 
 
 # ---------------------------------------------------------------- commands ---
@@ -221,6 +224,8 @@ def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
         table.add_row(r["name"], r["kind"], r.get("device", ""), r.get("runtime", ""),
                       str(r.get("entries", "")), "" if over is None else f"{over:.3f} ms",
                       _fmt_err(r.get("validation")))
+    wanted = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
+    console.width = max(console.width, wanted)  # never fold: widen an 80-column pipe instead
     console.print(table)
 
 
@@ -300,6 +305,8 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
             table.add_column(col, justify="right" if col == "ms" else "left", no_wrap=col == "key")
         for r in info["layers"]:
             table.add_row(r["part"], r["key"], f"{r['ms']:.3f}", r["source"])
+        wanted = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
+        console.width = max(console.width, wanted)
         console.print(table)
     line = f"{arch.name or 'architecture'} on {target.name} @ {args.resolution}px: {ms:.2f} ms"
     if target.overhead_ms:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,25 +91,43 @@ def _trainable(params: dict, config_yaml: str, run_dir: str) -> None:
         tune.report({"reward": value})
 
 
+class _Define:
+    """The define-by-run space for Ray's OptunaSearch: sample a net, record its
+    arch and predicted latency on the Optuna trial. Picklable (Ray checkpoints
+    the searcher); the components are rebuilt after unpickling."""
+
+    def __init__(self, config_yaml: str, run_dir: str) -> None:
+        self.config_yaml = config_yaml
+        self.run_dir = run_dir
+        self._comp = None
+
+    def __getstate__(self) -> dict:
+        return {"config_yaml": self.config_yaml, "run_dir": self.run_dir, "_comp": None}
+
+    def __call__(self, trial) -> dict:  # noqa: ANN001 - Ray's Optuna trial captor
+        from .objective import Components, describe_arch
+
+        if self._comp is None:
+            config = parse_config(yaml.safe_load(self.config_yaml))
+            self._comp = Components.build(config, Path(self.run_dir), with_data=False)
+        arch = self._comp.space.sample(trial)
+        lat = describe_arch(trial, self._comp, arch)
+        return {"_trial_number": trial.number, "_latency_ms": lat}
+
+
 def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
             progress: Callable[[int, int, float | None], None] | None = None) -> None:
     import ray
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from .objective import Components, describe_arch
     from .run import best_value, finished_count, make_storage, open_study, study_name
     from .samplers import make_sampler
 
-    comp = Components.build(config, run_dir, with_data=False)
     storage = make_storage(config, run_dir)
     sid = storage.get_study_id_from_name(study_name(run_dir))
     seed = config.seed + len(storage.get_all_trials(sid, deepcopy=False))  # as open_study
-
-    def define(trial) -> dict:  # noqa: ANN001 - Ray's Optuna trial captor
-        arch = comp.space.sample(trial)
-        lat = describe_arch(trial, comp, arch)
-        return {"_trial_number": trial.number, "_latency_ms": lat}
+    define = _Define(config.to_yaml(), str(run_dir))
 
     if config.multi_objective:
         metric, mode = ["accuracy", "latency_ms"], ["max", "min"]
@@ -124,7 +143,8 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
                  configure_logging=False, **({} if config.ray_address else
                                              {"num_cpus": os.cpu_count() or 1}))
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, config.workers))
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    n_gpus = ray.cluster_resources().get("GPU", 0)
+    gpus = min(1.0, n_gpus / max(1, config.workers)) if n_gpus >= 1 else 0  # GPUs are shared
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, config_yaml=config.to_yaml(), run_dir=str(run_dir.resolve())),
         {"cpu": cpus, "gpu": gpus})
@@ -145,7 +165,11 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
                                   callbacks=[_Progress()], verbose=0),
     )
     try:
-        tuner.fit()
+        with warnings.catch_warnings():
+            # Sampling asks Optuna ~40 questions and predicts latency: about a second
+            # on SQLite, which Ray flags as slow for a define-by-run space.
+            warnings.filterwarnings("ignore", message="Define-by-run function")
+            tuner.fit()
     finally:
         if started_here:
             ray.shutdown()

@@ -1,30 +1,37 @@
-"""Plots of a search run (matplotlib, headless-safe)."""
+"""Plots of a search run (matplotlib).
+
+The files a run writes are drawn on bare ``Figure`` objects with the Agg
+canvas, so no display is needed and a notebook's backend is left alone; the
+``plot_*`` helpers draw on a given axis, or on a new pyplot one.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def _ax(ax):  # noqa: ANN001, ANN202
     if ax is None:
+        import matplotlib.pyplot as plt
+
         _, ax = plt.subplots(figsize=(6, 4))
     return ax
 
 
 def plot_rewards(trials: pd.DataFrame, ax=None):  # noqa: ANN001, ANN201
-    """Reward per finished trial and the running best."""
+    """Reward per finished trial and the running best (accuracy for a pareto run)."""
     ax = _ax(ax)
     done = trials[trials["state"] == "COMPLETE"].sort_values("number")
-    ax.scatter(done["number"], done["reward"], s=14, alpha=0.7, label="trial")
-    ax.plot(done["number"], done["reward"].cummax(), color="C3", label="best so far")
+    col = "reward" if done["reward"].notna().any() or done.empty else "accuracy"
+    y = done[col]
+    ax.scatter(done["number"], y, s=14, alpha=0.7, label="trial")
+    ax.plot(done["number"], y.cummax(), color="C3", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("reward")
+    ax.set_ylabel(col)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return ax
@@ -59,10 +66,10 @@ def save_run_plots(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, re
         ("acc_vs_latency.png",
          lambda ax: plot_accuracy_vs_latency(trials, pareto, references, target_ms, ax=ax)),
     ):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        draw(ax)
+        fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        draw(fig.add_subplot())
         fig.tight_layout()
         tmp = run_dir / f".{name}.tmp.png"
         fig.savefig(tmp, dpi=110)
-        plt.close(fig)
         tmp.replace(run_dir / name)

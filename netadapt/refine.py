@@ -101,14 +101,35 @@ def dr_ms(cfg: RefineConfig, input_ms: float, iteration: int) -> float:
 
 def propose(target: Target, arch: Arch, unit: Unit, bound_ms: float, cfg: RefineConfig
             ) -> Proposal | None:
-    """The largest count of ``unit`` whose predicted latency is at most ``bound_ms``."""
+    """The largest count of ``unit`` whose predicted latency is at most ``bound_ms``.
+
+    Latency falls as a count falls, so the count is found by bisection over
+    the candidates (a handful of predictions per unit, which matters when a
+    measured target fills missing table entries on demand); the answer is
+    checked against the bound. None when even the smallest count misses it.
+    """
     before = count(arch, unit)
-    for n in candidates(before, cfg.channel_step):
-        a = with_count(arch, unit, n)
-        lat = predict(target, a, cfg.resolution)
-        if lat <= bound_ms + EPS_MS:
-            return Proposal(unit, before, n, a, lat)
-    return None
+    cands = candidates(before, cfg.channel_step)  # largest first
+    if not cands:
+        return None
+    seen: dict[int, float] = {}
+
+    def lat(i: int) -> float:
+        if i not in seen:
+            seen[i] = predict(target, with_count(arch, unit, cands[i]), cfg.resolution)
+        return seen[i]
+
+    hi = len(cands) - 1  # invariant: lat(hi) meets the bound
+    if lat(hi) > bound_ms + EPS_MS:
+        return None
+    lo = -1  # lat(lo) misses it (index -1: the current count)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if lat(mid) <= bound_ms + EPS_MS:
+            hi = mid
+        else:
+            lo = mid
+    return Proposal(unit, before, cands[hi], with_count(arch, unit, cands[hi]), lat(hi))
 
 
 def proposals(target: Target, arch: Arch, latency_ms: float, bound_ms: float, cfg: RefineConfig

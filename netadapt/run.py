@@ -115,16 +115,15 @@ def _start(p: Prepared, progress: Progress) -> tuple[dict, nn.Module]:
     cfg, out = p.cfg, p.out
     model = p.model
     pre = out / "pretrained.pt"
-    if model is None:
+    if model is None and pre.is_file():
         model = build(p.arch, num_classes=p.data.num_classes)
-        if pre.is_file():
-            model.load_state_dict(torch.load(pre, map_location="cpu", weights_only=True))
-        else:
-            progress.message(f"training the input for {cfg.pretrain_epochs} epoch(s) first")
-            tc = TrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size,
-                             resolution=p.data.resolution, seed=cfg.seed)
-            model = train(model, p.data, tc).model
-            io.atomic_save_state_dict(model.state_dict(), pre)
+        model.load_state_dict(torch.load(pre, map_location="cpu", weights_only=True))
+    elif model is None:
+        progress.message(f"training the input for {cfg.pretrain_epochs} epoch(s) first")
+        tc = TrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size,
+                         resolution=p.data.resolution, seed=cfg.seed)
+        model = train(p.arch, p.data, tc).model  # seeded, then built: reproducible
+        io.atomic_save_state_dict(model.state_dict(), pre)
     model.eval()
     acc = evaluate(model, p.data.val_x, p.data.val_y)
     arch_s = p.arch.to_str()

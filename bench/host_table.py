@@ -64,8 +64,10 @@ def main() -> None:
     target.fill(missing, workers=args.workers, progress=tick)
     build_s = time.perf_counter() - t0
     print(f"load average after build: {os.getloadavg()}")
-    print(f"| build host, {space.name} @ {args.resolution}, {len(missing)} keys, "
-          f"{args.workers} workers | {build_s / 60:.1f} min | overhead {target.overhead_ms:.3f} ms |")
+    print(
+        f"| build host, {space.name} @ {args.resolution}, {len(missing)} keys, "
+        f"{args.workers} workers | {build_s / 60:.1f} min | overhead {target.overhead_ms:.3f} ms |"
+    )
 
     t0 = time.perf_counter()
     result = validate(target, space, args.n, args.seed, args.resolution)
@@ -74,8 +76,10 @@ def main() -> None:
     record_validation(target, result, space=space.name, seed=args.seed, resolution=args.resolution)
     print(result.rows.to_string())
     print(f"load average after validate: {os.getloadavg()}")
-    print(f"| validate host, {args.n} {space.name} nets, seed {args.seed} | MAPE {result.mape:.2%}, "
-          f"max {result.max_error:.2%}, Spearman {result.spearman:.3f} | {val_s:.0f} s | {csv} |")
+    print(
+        f"| validate host, {args.n} {space.name} nets, seed {args.seed} | MAPE {result.mape:.2%}, "
+        f"max {result.max_error:.2%}, Spearman {result.spearman:.3f} | {val_s:.0f} s | {csv} |"
+    )
 
 
 if __name__ == "__main__":

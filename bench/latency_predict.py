@@ -47,12 +47,16 @@ def main() -> None:
     t0 = time.perf_counter()
     fastest = fast.fastest()
     t_dp = time.perf_counter() - t0
-    print(f"space {space.name}: {len(space_structure(space).keys)} layer keys, structure "
-          f"{t_struct:.2f} s, tables {t_tables:.2f} s, fastest() {t_dp * 1e3:.1f} ms "
-          f"({fastest.ms:.2f} ms on {target.name})")
+    print(
+        f"space {space.name}: {len(space_structure(space).keys)} layer keys, structure "
+        f"{t_struct:.2f} s, tables {t_tables:.2f} s, fastest() {t_dp * 1e3:.1f} ms "
+        f"({fastest.ms:.2f} ms on {target.name})"
+    )
     print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}")
-    print(f"| predict_many, {space.name}, {target.name}, index matrix of {args.n:,} nets "
-          f"| {args.n / best:,.0f} nets/s | per-Arch path: {SLOW_SAMPLE / slow:,.0f} nets/s |")
+    print(
+        f"| predict_many, {space.name}, {target.name}, index matrix of {args.n:,} nets "
+        f"| {args.n / best:,.0f} nets/s | per-Arch path: {SLOW_SAMPLE / slow:,.0f} nets/s |"
+    )
 
 
 def _time(fn) -> float:

@@ -15,7 +15,23 @@ from .table import LatencyTable, TableError
 from .target import SOURCE_MEASURED, SOURCE_MODELLED, Target
 
 __all__ = [
-    "SOURCE_MEASURED", "SOURCE_MODELLED", "LatencyTable", "LayerKey", "MeasuredTarget", "Runner",
-    "RunnerError", "SpaceLatency", "Stats", "TableError", "Target", "create_target", "hwnas_home",
-    "layer_keys", "load_target", "make_runner", "space_keys", "target_names", "validate",
+    "SOURCE_MEASURED",
+    "SOURCE_MODELLED",
+    "LatencyTable",
+    "LayerKey",
+    "MeasuredTarget",
+    "Runner",
+    "RunnerError",
+    "SpaceLatency",
+    "Stats",
+    "TableError",
+    "Target",
+    "create_target",
+    "hwnas_home",
+    "layer_keys",
+    "load_target",
+    "make_runner",
+    "space_keys",
+    "target_names",
+    "validate",
 ]

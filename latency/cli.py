@@ -46,12 +46,7 @@ from hwnas.space.cli import (
 
 from .keys import layer_keys
 from .measured import MeasuredTarget, record_validation, validate, write_validation
-from .registry import (
-    HOST,
-    create_target,
-    load_target,
-    target_path,
-)
+from .registry import HOST, MEASURED_ONLY, load_target, runner_settings, target_for_build
 from .runner import RunnerError
 from .target import Target
 
@@ -73,62 +68,105 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``nas-latency`` argument parser (exposed for docs and tests)."""
-    p = _Parser(prog="nas-latency", description="Latency targets, tables, validation and prediction.")
+    p = _Parser(
+        prog="nas-latency", description="Latency targets, tables, validation and prediction."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    res = {"type": _positive_int("resolution"), "default": DEFAULT_RESOLUTION, "metavar": "R",
-           "help": f"square input size in pixels (default {DEFAULT_RESOLUTION})"}
+    res = {
+        "type": _positive_int("resolution"),
+        "default": DEFAULT_RESOLUTION,
+        "metavar": "R",
+        "help": f"square input size in pixels (default {DEFAULT_RESOLUTION})",
+    }
 
     t = sub.add_parser("targets", help="list targets with provenance and measured error")
     t.add_argument("--json", action="store_true")
 
-    b = sub.add_parser("build", help="measure every layer of a search space into a target's table",
-                       description="Measure every layer key of a search space (skipping keys the "
-                                   "table has) into the target's table.")
+    b = sub.add_parser(
+        "build",
+        help="measure every layer of a search space into a target's table",
+        description="Measure every layer key of a search space (skipping keys the "
+        "table has) into the target's table.",
+    )
     b.add_argument("--target", required=True, metavar="NAME", help="host or a user target name")
-    b.add_argument("--space", default=DEFAULT_SPACE, metavar="NAME", help=f"default {DEFAULT_SPACE}")
+    b.add_argument(
+        "--space", default=DEFAULT_SPACE, metavar="NAME", help=f"default {DEFAULT_SPACE}"
+    )
     b.add_argument("--resolution", **res)
-    b.add_argument("--workers", type=_positive_int("worker count"), default=1, metavar="N",
-                   help="parallel measuring processes, one core each (local runner only)")
+    b.add_argument(
+        "--workers",
+        type=_positive_int("worker count"),
+        default=1,
+        metavar="N",
+        help="parallel measuring processes, one core each (local runner only)",
+    )
     _runner_args(b)
 
     v = sub.add_parser("validate", help="measure random networks end to end vs predictions")
-    v.add_argument("--target", default=HOST, metavar="NAME", help="a measured target (default host)")
-    v.add_argument("--n", type=_positive_int("network count"), default=DEFAULT_VALIDATE_N, metavar="N")
+    v.add_argument(
+        "--target", default=HOST, metavar="NAME", help="a measured target (default host)"
+    )
+    v.add_argument(
+        "--n", type=_positive_int("network count"), default=DEFAULT_VALIDATE_N, metavar="N"
+    )
     v.add_argument("--seed", type=_seed, default=0, metavar="S")
     v.add_argument("--space", default=DEFAULT_SPACE, metavar="NAME")
     v.add_argument("--resolution", **res)
-    v.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="where validation.csv/.png go (default: the target's folder)")
+    v.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where validation.csv/.png go (default: the target's folder)",
+    )
     v.add_argument("--json", action="store_true")
 
-    for name, helptext in (("predict", "predicted latency of a network on a target"),
-                           ("measure", "measure a network end to end (default: on this machine)")):
+    for name, helptext in (
+        ("predict", "predicted latency of a network on a target"),
+        ("measure", "measure a network end to end (default: on this machine)"),
+    ):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("--target", default=None if name == "predict" else HOST, required=name == "predict",
-                       metavar="NAME")
-        c.add_argument("--arch", required=True, metavar="NAME_OR_STRING",
-                       help="reference name or architecture string (as nas-space show)")
+        c.add_argument(
+            "--target",
+            default=None if name == "predict" else HOST,
+            required=name == "predict",
+            metavar="NAME",
+        )
+        c.add_argument(
+            "--arch",
+            required=True,
+            metavar="NAME_OR_STRING",
+            help="reference name or architecture string (as nas-space show)",
+        )
         c.add_argument("--width", type=_width, default=1.0, metavar="W")
         c.add_argument("--resolution", **res)
         c.add_argument("--json", action="store_true")
         if name == "predict":
-            c.add_argument("--budget", default=None, metavar="LATENCY",
-                           help="say whether the network fits, e.g. 50ms")
+            c.add_argument(
+                "--budget",
+                default=None,
+                metavar="LATENCY",
+                help="say whether the network fits, e.g. 50ms",
+            )
             c.add_argument("--breakdown", action="store_true", help="per-layer table")
     return p
 
 
 # ----------------------------------------------------------------- helpers ---
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
 def _measured(name: str) -> MeasuredTarget:
     t = load_target(name)
     if not isinstance(t, MeasuredTarget):
-        raise UsageError(f"target {name!r} is a fitted model, not measured here: use host or a "
-                         "user target")
+        raise UsageError(f"target {name!r} is a fitted model, not measured here: {MEASURED_ONLY}")
     return t
 
 
@@ -138,70 +176,25 @@ def _space(name: str) -> Any:
     return get_space(name)
 
 
-def _runner_settings(args: argparse.Namespace) -> dict | None:
-    """Runner settings from the options; None when no runner option was given."""
-    given = {k: getattr(args, k) for k in ("device", "host", "user", "port", "identity")
-             if getattr(args, k) is not None}
-    if args.runner is None:
-        if given:
-            raise UsageError(f"--{next(iter(given))} needs --runner adb or --runner ssh")
-        return None
-    allowed = {"local": set(), "adb": {"device"}, "ssh": {"host", "user", "port", "identity"}}[args.runner]
-    extra = sorted(set(given) - allowed)
-    if extra:
-        raise UsageError(f"--{extra[0]} does not apply to --runner {args.runner}")
-    if args.runner == "adb":
-        if "device" not in given:
-            raise UsageError("--runner adb needs --device SERIAL")
-        return {"kind": "adb", "serial": args.device}
-    if args.runner == "ssh":
-        if "host" not in given:
-            raise UsageError("--runner ssh needs --host HOST")
-        s: dict[str, Any] = {"kind": "ssh", "host": args.host}
-        if args.user:
-            s["user"] = args.user
-        if args.port:
-            s["port"] = args.port
-        if args.identity:
-            ident = args.identity.expanduser().resolve()
-            if not ident.is_file():
-                raise UsageError(f"--identity {args.identity}: no such file")
-            s["identity"] = str(ident)
-        return s
-    return {"kind": "local"}
-
-
 def _build_target(args: argparse.Namespace) -> MeasuredTarget:
-    settings = _runner_settings(args)
-    name = args.target
-    if name.lower() == HOST:
-        if settings and settings["kind"] != "local":
-            raise UsageError("host is measured with the local runner; name a user target for "
-                             f"--runner {settings['kind']}")
-        return _measured(HOST)
-    if (target_path(name) / "provenance.json").is_file():
-        t = _measured(name)
-        saved = t.provenance.get("runner")
-        if settings is not None and settings != saved:
-            raise UsageError(f"target {name!r} exists with runner {saved}; drop the runner options "
-                             "or choose a new name")
-        return t
-    if settings is None:
-        try:
-            load_target(name)
-        except ValueError as e:
-            if name.lower() in ("pixel", "pixel1"):
-                raise
-            raise UsageError(f"{e}; to create {name!r} give --runner adb|ssh|local") from None
-        raise UsageError(f"target {name!r} is a fitted model, not measured here")
-    return create_target(name, settings)
+    settings = runner_settings(
+        args.runner,
+        device=args.device,
+        host=args.host,
+        user=args.user,
+        port=args.port,
+        identity=args.identity,
+    )
+    return target_for_build(args.target, settings)
 
 
 def _fmt_err(val: dict | None) -> str:
     if not val:
         return "not validated"
     rho = f", rho {val['spearman']:.3f}" if val.get("spearman") is not None else ""
-    what = val.get("what") or " ".join(str(x) for x in (val.get("space"), val.get("date", "")[:10]) if x)
+    what = val.get("what") or " ".join(
+        str(x) for x in (val.get("space"), val.get("date", "")[:10]) if x
+    )
     return f"MAPE {val['mape']:.1%}, max {val['max_error']:.1%}{rho} (n={val.get('n')}, {what})"
 
 
@@ -221,9 +214,15 @@ def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
             table.add_row(r["name"], "?", f"[red]{r['error']}[/red]", "", "", "", "")
             continue
         over = r.get("overhead_ms")
-        table.add_row(r["name"], r["kind"], r.get("device", ""), r.get("runtime", ""),
-                      str(r.get("entries", "")), "" if over is None else f"{over:.3f} ms",
-                      _fmt_err(r.get("validation")))
+        table.add_row(
+            r["name"],
+            r["kind"],
+            r.get("device", ""),
+            r.get("runtime", ""),
+            str(r.get("entries", "")),
+            "" if over is None else f"{over:.3f} ms",
+            _fmt_err(r.get("validation")),
+        )
     wanted = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
     console.width = max(console.width, wanted)  # never fold: widen an 80-column pipe instead
     console.print(table)
@@ -237,16 +236,22 @@ def _cmd_build(args: argparse.Namespace, console: Console) -> None:
     target = _build_target(args)
     missing = target.table.missing(keys)
     err = Console(stderr=True)
-    err.print(f"{target.name}: {len(keys)} layer keys in {space.name} at {args.resolution}px, "
-              f"{len(keys) - len(missing)} in {target.table.path}; measuring {len(missing)} "
-              f"with {args.workers} worker(s)", highlight=False)
+    err.print(
+        f"{target.name}: {len(keys)} layer keys in {space.name} at {args.resolution}px, "
+        f"{len(keys) - len(missing)} in {target.table.path}; measuring {len(missing)} "
+        f"with {args.workers} worker(s)",
+        highlight=False,
+    )
     start = time.perf_counter()
     with _progress(err) as bar:
         task = bar.add_task("measuring", total=len(missing))
         target.fill(missing, workers=args.workers, progress=lambda k: bar.advance(task, k))
     secs = time.perf_counter() - start
-    console.print(f"{target.name}: {len(target.table)} entries, {len(missing)} measured in "
-                  f"{secs:.0f} s; overhead {target.overhead_ms:.3f} ms", highlight=False)
+    console.print(
+        f"{target.name}: {len(target.table)} entries, {len(missing)} measured in "
+        f"{secs:.0f} s; overhead {target.overhead_ms:.3f} ms",
+        highlight=False,
+    )
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> None:
@@ -255,19 +260,35 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> None:
     err = Console(stderr=True)
     with _progress(err) as bar:
         task = bar.add_task("measuring networks", total=args.n)
-        result = validate(target, space, args.n, args.seed, args.resolution,
-                          progress=lambda k: bar.advance(task, k))
+        result = validate(
+            target,
+            space,
+            args.n,
+            args.seed,
+            args.resolution,
+            progress=lambda k: bar.advance(task, k),
+        )
     out = args.out or target.table.path / "validation"
     csv, png = write_validation(result, out, f"{target.name}: {space.name} @ {args.resolution}px")
-    record_validation(target, result, space=space.name, seed=args.seed, resolution=args.resolution,
-                      csv=str(csv.resolve()), png=str(png.resolve()))
+    record_validation(
+        target,
+        result,
+        space=space.name,
+        seed=args.seed,
+        resolution=args.resolution,
+        csv=str(csv.resolve()),
+        png=str(png.resolve()),
+    )
     summary = {**result.summary(), "target": target.name, "csv": str(csv), "png": str(png)}
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    console.print(f"{target.name}: {args.n} random {space.name} networks @ {args.resolution}px: "
-                  f"MAPE {result.mape:.2%}, max error {result.max_error:.2%}, Spearman "
-                  f"{result.spearman:.3f}\n  {csv}\n  {png}", highlight=False)
+    console.print(
+        f"{target.name}: {args.n} random {space.name} networks @ {args.resolution}px: "
+        f"MAPE {result.mape:.2%}, max error {result.max_error:.2%}, Spearman "
+        f"{result.spearman:.3f}\n  {csv}\n  {png}",
+        highlight=False,
+    )
 
 
 def _fill_for(target: Target, keys: list) -> None:
@@ -291,9 +312,15 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
     _fill_for(target, layer_keys(arch, args.resolution))
     ms = target.predict(arch, args.resolution)
     frame = target.breakdown(arch, args.resolution)
-    info: dict[str, Any] = {"target": target.name, "arch": arch.to_str(), "name": arch.name,
-                            "resolution": args.resolution, "ms": ms, "overhead_ms": target.overhead_ms,
-                            "layers": frame.to_dict(orient="records")}
+    info: dict[str, Any] = {
+        "target": target.name,
+        "arch": arch.to_str(),
+        "name": arch.name,
+        "resolution": args.resolution,
+        "ms": ms,
+        "overhead_ms": target.overhead_ms,
+        "layers": frame.to_dict(orient="records"),
+    }
     if budget is not None:
         info.update(budget_ms=budget, fits=ms <= budget)
     if args.json:
@@ -319,21 +346,30 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
 def _cmd_measure(args: argparse.Namespace, console: Console) -> None:
     arch = resolve_arch(args.arch, args.width)
     target = _measured(args.target)
-    from .measure import measure_arch
-
-    s = measure_arch(arch, args.resolution, target.runner, threads=target.threads)
-    info = {"target": target.name, "arch": arch.to_str(), "name": arch.name,
-            "resolution": args.resolution, **s.to_dict()}
+    s = target.measure(arch, args.resolution)
+    info = {
+        "target": target.name,
+        "arch": arch.to_str(),
+        "name": arch.name,
+        "resolution": args.resolution,
+        **s.to_dict(),
+    }
     if args.json:
         sys.stdout.write(json.dumps(info) + "\n")
         return
-    console.print(f"{arch.name or 'architecture'} on {target.name} @ {args.resolution}px: median "
-                  f"{s.median:.2f} ms (p10 {s.p10:.2f}, p90 {s.p90:.2f}, {s.n} runs)", highlight=False)
+    console.print(
+        f"{arch.name or 'architecture'} on {target.name} @ {args.resolution}px: median "
+        f"{s.median:.2f} ms (p10 {s.p10:.2f}, p90 {s.p90:.2f}, {s.n} runs)",
+        highlight=False,
+    )
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], None]] = {
-    "targets": _cmd_targets, "build": _cmd_build, "validate": _cmd_validate,
-    "predict": _cmd_predict, "measure": _cmd_measure,
+    "targets": _cmd_targets,
+    "build": _cmd_build,
+    "validate": _cmd_validate,
+    "predict": _cmd_predict,
+    "measure": _cmd_measure,
 }
 
 
@@ -346,13 +382,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         _COMMANDS[args.command](args, Console())
-    except (UsageError, ValueError, RunnerError) as e:  # TableError and NotationError are ValueErrors
+    except (
+        UsageError,
+        ValueError,
+        RunnerError,
+    ) as e:  # TableError and NotationError are ValueErrors
         msg = " ".join(str(e).split())
         print(f"nas-latency {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"nas-latency {args.command}: interrupted (measured tables keep what was stored; "
-              "run again to resume)", file=sys.stderr)
+        print(
+            f"nas-latency {args.command}: interrupted (measured tables keep what was stored; "
+            "run again to resume)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return 0
 

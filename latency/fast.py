@@ -113,7 +113,12 @@ class SpaceStructure:
         return self._ids.setdefault(key, len(self._ids))
 
     def _block(
-        self, b: int, own: Sequence[Any], position: dict[str, int], in_chs: tuple[int, ...], res: int
+        self,
+        b: int,
+        own: Sequence[Any],
+        position: dict[str, int],
+        in_chs: tuple[int, ...],
+        res: int,
     ) -> tuple[_Group, tuple[int, ...], int]:
         space = self.space
         combos = list(itertools.product(*(d.choices for d in own)))
@@ -183,7 +188,7 @@ def space_structure(space: Any, resolution: int = 224, num_classes: int = 1000) 
 
 
 def space_keys(space: Any, resolution: int = 224, num_classes: int = 1000) -> list[LayerKey]:
-    """Every distinct layer key of the networks of ``space`` (what ``nas-latency build`` measures)."""
+    """Every distinct layer key of the networks of ``space`` (what ``build`` measures)."""
     return list(space_structure(resolve_space(space), resolution, num_classes).keys)
 
 
@@ -219,7 +224,9 @@ class SpaceLatency:
         num_classes: classifier outputs.
     """
 
-    def __init__(self, target: Any, space: Any, resolution: int = 224, num_classes: int = 1000) -> None:
+    def __init__(
+        self, target: Any, space: Any, resolution: int = 224, num_classes: int = 1000
+    ) -> None:
         self.space = resolve_space(space)
         self.structure = st = space_structure(self.space, resolution, num_classes)
         ms = np.array([m for m, _ in target.layer_ms(st.keys)] + [0.0], dtype=float)

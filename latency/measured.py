@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwnas.space.spec import Arch
+
 from .keys import LayerKey
-from .runner import DEFAULT_THREADS, Runner, Stats
+from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, Stats
 from .table import LatencyTable, now_iso
 from .target import SOURCE_MEASURED, Target
 
@@ -80,9 +82,12 @@ class MeasuredTarget(Target):
         self._runner = runner
         proto = table.provenance.get("protocol", {})
         self.threads = int(proto.get("threads", DEFAULT_THREADS))
-        # None: the defaults of hwnas.latency.measure (layers: measure_keys, networks: measure_arch)
-        self.runs: int | None = proto.get("runs")
-        self.warmup: int | None = proto.get("warmup")
+        # whole networks (measure_arch): the runner protocol's defaults unless the table says
+        self.runs = int(proto.get("runs", DEFAULT_RUNS))
+        self.warmup = int(proto.get("warmup", DEFAULT_WARMUP))
+        # layers (measure_keys): None leaves hwnas.latency.measure's per-key defaults
+        self.key_runs: int | None = proto.get("key_runs")
+        self.key_warmup: int | None = proto.get("key_warmup")
 
     @property
     def provenance(self) -> dict:  # type: ignore[override]
@@ -97,7 +102,9 @@ class MeasuredTarget(Target):
         if self._runner is None:
             settings = self.table.provenance.get("runner")
             if not settings:
-                raise ValueError(f"target {self.name!r} has no runner settings in {self.table.path}")
+                raise ValueError(
+                    f"target {self.name!r} has no runner settings in {self.table.path}"
+                )
             self._runner = make_runner(settings)
         return self._runner
 
@@ -132,7 +139,9 @@ class MeasuredTarget(Target):
         chunks = [missing[i : i + FILL_CHUNK] for i in range(0, len(missing), FILL_CHUNK)]
         if workers <= 1:
             for chunk in chunks:
-                self._store(*_measure(chunk, self.runner, self.runs, self.warmup, self.threads))
+                self._store(
+                    *_measure(chunk, self.runner, self.key_runs, self.key_warmup, self.threads)
+                )
                 if progress:
                     progress(len(chunk))
             return len(missing)
@@ -144,17 +153,26 @@ class MeasuredTarget(Target):
     ) -> None:
         settings = dict(self.table.provenance.get("runner") or {})
         if settings.get("kind") != "local":
-            raise ValueError(f"--workers {workers} needs the local runner; target {self.name!r} "
-                             f"uses {settings.get('kind')!r} (one device measures one model at a time)")
+            raise ValueError(
+                f"--workers {workers} needs the local runner; target {self.name!r} "
+                f"uses {settings.get('kind')!r} (one device measures one model at a time)"
+            )
         cpus = make_runner(settings).worker_cpus(workers, self.threads)  # disjoint cores
         ctx = multiprocessing.get_context("spawn")  # onnxruntime threads do not survive fork
         slots = ctx.Queue()
         for c in cpus:
             slots.put(c)
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                    initargs=(settings, slots)) as pool:
+        with cf.ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_worker_init, initargs=(settings, slots)
+        ) as pool:
             todo = [
-                pool.submit(_worker_measure, [str(k) for k in c], self.runs, self.warmup, self.threads)
+                pool.submit(
+                    _worker_measure,
+                    [str(k) for k in c],
+                    self.key_runs,
+                    self.key_warmup,
+                    self.threads,
+                )
                 for c in chunks
             ]
             try:
@@ -187,7 +205,21 @@ class MeasuredTarget(Target):
 
     def _key_protocol(self) -> dict:
         base = _key_protocol_defaults()
-        return {**base, **_protocol(self.runs, self.warmup, self.threads)}
+        return {**base, **_protocol(self.key_runs, self.key_warmup, self.threads)}
+
+    def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000) -> Stats:
+        """``arch`` measured end to end with this target's runner and protocol."""
+        from .measure import measure_arch
+
+        return measure_arch(
+            arch,
+            resolution,
+            self.runner,
+            runs=self.runs,
+            warmup=self.warmup,
+            threads=self.threads,
+            num_classes=num_classes,
+        )
 
 
 def _key_protocol_defaults() -> dict:
@@ -197,12 +229,16 @@ def _key_protocol_defaults() -> dict:
 
 
 def _protocol(runs: int | None, warmup: int | None, threads: int) -> dict:
-    return {"threads": threads, **({"runs": runs} if runs is not None else {}),
-            **({"warmup": warmup} if warmup is not None else {})}
+    return {
+        "threads": threads,
+        **({"runs": runs} if runs is not None else {}),
+        **({"warmup": warmup} if warmup is not None else {}),
+    }
 
 
-def _measure(keys: list[LayerKey], runner: Runner, runs: int | None, warmup: int | None,
-             threads: int) -> tuple[dict[LayerKey, Stats], float]:
+def _measure(
+    keys: list[LayerKey], runner: Runner, runs: int | None, warmup: int | None, threads: int
+) -> tuple[dict[LayerKey, Stats], float]:
     from .measure import measure_keys
 
     return measure_keys(keys, runner, **_protocol(runs, warmup, threads))
@@ -218,8 +254,9 @@ def _worker_init(settings: dict, slots: Any) -> None:
     _worker_runner = make_runner({**settings, **({"cpus": cpus} if cpus else {})})
 
 
-def _worker_measure(keys: list[str], runs: int | None, warmup: int | None,
-                    threads: int) -> tuple[dict[str, Stats], float]:
+def _worker_measure(
+    keys: list[str], runs: int | None, warmup: int | None, threads: int
+) -> tuple[dict[str, Stats], float]:
     if _worker_runner is None:
         raise RuntimeError("worker used before its initializer ran")
     stats, over = _measure([LayerKey.parse(k) for k in keys], _worker_runner, runs, warmup, threads)
@@ -237,8 +274,12 @@ class Validation:
     spearman: float
 
     def summary(self) -> dict:
-        return {"n": len(self.rows), "mape": self.mape, "max_error": self.max_error,
-                "spearman": self.spearman}
+        return {
+            "n": len(self.rows),
+            "mape": self.mape,
+            "max_error": self.max_error,
+            "spearman": self.spearman,
+        }
 
 
 def validate(
@@ -257,7 +298,6 @@ def validate(
     from scipy.stats import spearmanr
 
     from .fast import resolve_space
-    from .measure import measure_arch
 
     if n < 2:
         raise ValueError(f"validation needs at least 2 networks, got {n}")
@@ -267,9 +307,17 @@ def validate(
     predicted = [target.predict(a, resolution) for a in archs]
     rows = []
     for arch, pred in zip(archs, predicted, strict=True):
-        s = measure_arch(arch, resolution, target.runner, threads=target.threads)
-        rows.append({"arch": arch.to_str(), "predicted_ms": pred, "measured_ms": s.median,
-                     "p10_ms": s.p10, "p90_ms": s.p90, "error": pred / s.median - 1.0})
+        s = target.measure(arch, resolution)
+        rows.append(
+            {
+                "arch": arch.to_str(),
+                "predicted_ms": pred,
+                "measured_ms": s.median,
+                "p10_ms": s.p10,
+                "p90_ms": s.p90,
+                "error": pred / s.median - 1.0,
+            }
+        )
         if progress:
             progress(1)
     frame = pd.DataFrame(rows)
@@ -303,9 +351,14 @@ def write_validation(result: Validation, out: Path, title: str) -> tuple[Path, P
     lo = min(r["measured_ms"].min(), r["predicted_ms"].min()) * 0.95
     hi = max(r["measured_ms"].max(), r["predicted_ms"].max()) * 1.05
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="predicted = measured")
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (ms)", ylabel="predicted (ms)",
-           title=f"{title}\nMAPE {result.mape:.1%}, max {result.max_error:.1%}, "
-                 f"Spearman {result.spearman:.3f}")
+    ax.set(
+        xlim=(lo, hi),
+        ylim=(lo, hi),
+        xlabel="measured (ms)",
+        ylabel="predicted (ms)",
+        title=f"{title}\nMAPE {result.mape:.1%}, max {result.max_error:.1%}, "
+        f"Spearman {result.spearman:.3f}",
+    )
     ax.legend(loc="upper left")
     fig.tight_layout()
     _atomic(png, lambda f: fig.savefig(f, format="png", dpi=120))

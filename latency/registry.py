@@ -51,8 +51,13 @@ def user_target_names() -> tuple[str, ...]:
     root = targets_dir()
     if not root.is_dir():
         return ()
-    return tuple(sorted(p.name for p in root.iterdir()
-                        if p.name != HOST and _NAME.fullmatch(p.name) and (p / META_FILE).is_file()))
+    return tuple(
+        sorted(
+            p.name
+            for p in root.iterdir()
+            if p.name != HOST and _NAME.fullmatch(p.name) and (p / META_FILE).is_file()
+        )
+    )
 
 
 def target_names() -> tuple[str, ...]:
@@ -65,8 +70,10 @@ def check_user_name(name: str) -> str:
     if name.lower() in BUILTIN_NAMES or name.lower() in NOT_OFFERED:
         raise ValueError(f"target name {name!r} is built in; choose another name for a device")
     if not _NAME.fullmatch(name):
-        raise ValueError(f"target name {name!r} must be lower-case letters, digits, '_', '.', '-' "
-                         "(starting with a letter or digit, at most 64)")
+        raise ValueError(
+            f"target name {name!r} must be lower-case letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit, at most 64)"
+        )
     return name
 
 
@@ -77,14 +84,20 @@ def _unknown(name: str) -> ValueError:
     )
 
 
-def new_provenance(name: str, runner: Mapping[str, Any], *, threads: int = DEFAULT_THREADS,
-                   runs: int | None = None, warmup: int | None = None) -> dict:
+def new_provenance(
+    name: str,
+    runner: Mapping[str, Any],
+    *,
+    threads: int = DEFAULT_THREADS,
+    runs: int | None = None,
+    warmup: int | None = None,
+) -> dict:
     """Provenance of a new measured table (device details are added by its first fill).
 
-    ``runs``/``warmup`` of None leave the defaults of ``hwnas.latency.measure``.
+    ``runs``/``warmup`` (per layer) of None leave the defaults of ``hwnas.latency.measure``.
     """
     proto: dict[str, int] = {"threads": threads}
-    proto.update({k: v for k, v in (("runs", runs), ("warmup", warmup)) if v is not None})
+    proto.update({k: v for k, v in (("key_runs", runs), ("key_warmup", warmup)) if v is not None})
     return {
         "name": name,
         "kind": "measured",
@@ -119,9 +132,15 @@ def load_target(name: str, runner: Runner | None = None) -> Target:
     return MeasuredTarget(name, LatencyTable.load(target_path(name)), runner)
 
 
-def create_target(name: str, runner: Mapping[str, Any], *, threads: int = DEFAULT_THREADS,
-                  runs: int | None = None, warmup: int | None = None,
-                  check: bool = True) -> MeasuredTarget:
+def create_target(
+    name: str,
+    runner: Mapping[str, Any],
+    *,
+    threads: int = DEFAULT_THREADS,
+    runs: int | None = None,
+    warmup: int | None = None,
+    check: bool = True,
+) -> MeasuredTarget:
     """A new user target measured by the runner with settings ``runner``.
 
     With ``check`` the device is contacted first (``device_info``), so an
@@ -133,7 +152,9 @@ def create_target(name: str, runner: Mapping[str, Any], *, threads: int = DEFAUL
     """
     check_user_name(name)
     if runner.get("kind") not in RUNNER_KINDS:
-        raise ValueError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {runner.get('kind')!r}")
+        raise ValueError(
+            f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {runner.get('kind')!r}"
+        )
     path = target_path(name)
     if (path / META_FILE).exists():
         raise ValueError(f"target {name!r} exists already ({path})")
@@ -141,11 +162,96 @@ def create_target(name: str, runner: Mapping[str, Any], *, threads: int = DEFAUL
     if check:
         live.device_info()
     try:
-        table = LatencyTable.create(path, new_provenance(name, runner, threads=threads, runs=runs,
-                                                         warmup=warmup))
+        table = LatencyTable.create(
+            path, new_provenance(name, runner, threads=threads, runs=runs, warmup=warmup)
+        )
     except TableError as e:
         raise ValueError(str(e)) from None
     return MeasuredTarget(name, table, live)
+
+
+def runner_settings(
+    kind: str | None,
+    *,
+    device: str | None = None,
+    host: str | None = None,
+    user: str | None = None,
+    port: int | None = None,
+    identity: str | Path | None = None,
+) -> dict | None:
+    """Runner settings as a table saves them, from ``nas-latency build``'s options.
+
+    Returns None when no option is given (an existing target's runner applies).
+    """
+    given = {
+        k: v
+        for k, v in (
+            ("device", device),
+            ("host", host),
+            ("user", user),
+            ("port", port),
+            ("identity", identity),
+        )
+        if v is not None
+    }
+    if kind is None:
+        if given:
+            raise ValueError(f"--{next(iter(given))} needs --runner adb or --runner ssh")
+        return None
+    allowed = {"local": (), "adb": ("device",), "ssh": ("host", "user", "port", "identity")}
+    if kind not in allowed:
+        raise ValueError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
+    extra = sorted(set(given) - set(allowed[kind]))
+    if extra:
+        raise ValueError(f"--{extra[0]} does not apply to --runner {kind}")
+    if kind == "adb":
+        if device is None:
+            raise ValueError("--runner adb needs --device SERIAL")
+        return {"kind": "adb", "serial": device}
+    if kind == "ssh":
+        if host is None:
+            raise ValueError("--runner ssh needs --host HOST")
+        s: dict[str, Any] = {"kind": "ssh", "host": host}
+        s.update({k: v for k, v in (("user", user), ("port", port)) if v is not None})
+        if identity is not None:
+            ident = Path(identity).expanduser().resolve()
+            if not ident.is_file():
+                raise ValueError(f"--identity {identity}: no such file")
+            s["identity"] = str(ident)
+        return s
+    return {"kind": "local"}
+
+
+MEASURED_ONLY = "use host or a user target"
+
+
+def target_for_build(name: str, settings: Mapping[str, Any] | None) -> MeasuredTarget:
+    """The measured target ``build`` fills: ``host``, an existing user target, or a new one.
+
+    A new user target needs runner ``settings`` (the device is contacted
+    first); an existing one keeps its saved runner (other settings are an error).
+    """
+    if name.lower() == HOST:
+        if settings and settings["kind"] != "local":
+            raise ValueError(
+                f"host is measured with the local runner; name a user target for "
+                f"--runner {settings['kind']}"
+            )
+        return load_target(HOST)  # type: ignore[return-value]
+    if name.lower() in BUILTIN_NAMES or name.lower() in NOT_OFFERED:
+        raise ValueError(f"target {name!r} is a fitted model, not measured here: {MEASURED_ONLY}")
+    if _NAME.fullmatch(name) and (target_path(name) / META_FILE).is_file():
+        t = load_target(name)
+        saved = t.provenance.get("runner")
+        if settings is not None and dict(settings) != saved:
+            raise ValueError(
+                f"target {name!r} exists with runner {saved}; drop the runner "
+                "options or choose a new name"
+            )
+        return t  # type: ignore[return-value]
+    if settings is None:
+        raise ValueError(f"{_unknown(name)}; to create {name!r} give --runner adb|ssh|local")
+    return create_target(name, settings)
 
 
 def describe_targets() -> list[dict]:
@@ -176,8 +282,14 @@ def _describe(t: Target) -> dict:
         dev = prov.get("device") or {}
         runner = prov.get("runner") or {}
         where = {"ssh": runner.get("host"), "adb": runner.get("serial")}.get(runner.get("kind"))
-        device = " ".join(str(x) for x in (dev.get("model") or dev.get("cpu") or "", dev.get("hostname") or "") if x)
-        runtime = " ".join(x for x in (prov.get("runtime", ""), prov.get("runtime_version", "")) if x)
+        device = " ".join(
+            str(x)
+            for x in (dev.get("model") or dev.get("cpu") or "", dev.get("hostname") or "")
+            if x
+        )
+        runtime = " ".join(
+            x for x in (prov.get("runtime", ""), prov.get("runtime_version", "")) if x
+        )
         val = prov.get("validation")
         return {
             "kind": "measured",
@@ -201,6 +313,10 @@ def _describe(t: Target) -> dict:
         "threads": prov.get("threads"),
         "overhead_ms": 0.0,
         "updated": prov.get("fitted"),
-        "validation": {"n": len(errs), "mape": sum(errs) / len(errs), "max_error": max(errs),
-                       "what": "MobileNetV3 Table 3, leave-one-out"},
+        "validation": {
+            "n": len(errs),
+            "mape": sum(errs) / len(errs),
+            "max_error": max(errs),
+            "what": "MobileNetV3 Table 3, leave-one-out",
+        },
     }

@@ -230,7 +230,9 @@ def _read(path: Path) -> tuple[dict[str, Stats], dict]:
         raise TableError(f"latency table {meta}: corrupt JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(prov, dict) or prov.get("format") != FORMAT:
         got = prov.get("format") if isinstance(prov, dict) else type(prov).__name__
-        raise TableError(f"{meta} is not an hwnas latency table (format {got!r}, expected {FORMAT!r})")
+        raise TableError(
+            f"{meta} is not an hwnas latency table (format {got!r}, expected {FORMAT!r})"
+        )
     _check_version(meta, prov.get("format_version"))
     table = path / TABLE_FILE
     if not table.exists():
@@ -248,7 +250,9 @@ def _read(path: Path) -> tuple[dict[str, Stats], dict]:
         raise TableError(f"{table} is not an hwnas latency table (no {FORMAT!r} marker)")
     _check_version(table, info.get("format_version"))
     if tuple(tbl.column_names) != COLUMNS:
-        raise TableError(f"latency table {table}: columns {tbl.column_names}, expected {list(COLUMNS)}")
+        raise TableError(
+            f"latency table {table}: columns {tbl.column_names}, expected {list(COLUMNS)}"
+        )
     cols = tbl.to_pydict()
     try:
         entries = {
@@ -264,7 +268,9 @@ def _read(path: Path) -> tuple[dict[str, Stats], dict]:
 
 def _check_version(where: Path, version: object) -> None:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise TableError(f"{where}: unknown format version {version!r} (this hwnas reads {FORMAT_VERSION})")
+        raise TableError(
+            f"{where}: unknown format version {version!r} (this hwnas reads {FORMAT_VERSION})"
+        )
     if version > FORMAT_VERSION:
         raise TableError(
             f"{where}: format version {version} is newer than this hwnas reads ({FORMAT_VERSION}); "

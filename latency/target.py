@@ -118,8 +118,14 @@ class Target(ABC):
         for k, (ms, src) in zip(keys, self.layer_ms(keys), strict=True):
             rows.append({"part": k.part, "key": str(k), "ms": ms, "source": src})
         if self.overhead_ms:
-            rows.append({"part": OVERHEAD_PART, "key": OVERHEAD_PART, "ms": self.overhead_ms,
-                         "source": SOURCE_MEASURED})
+            rows.append(
+                {
+                    "part": OVERHEAD_PART,
+                    "key": OVERHEAD_PART,
+                    "ms": self.overhead_ms,
+                    "source": SOURCE_MEASURED,
+                }
+            )
         return pd.DataFrame(rows, columns=["part", "key", "ms", "source"])
 
     def describe(self) -> dict:

@@ -43,28 +43,57 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 def test_predict_pixel(capsys) -> None:
     code, out, _ = run(capsys, "predict", "--target", "pixel", "--arch", "mobilenetv3_large")
     assert code == 0 and "mobilenetv3_large on pixel @ 224px: 51.45 ms" in out
-    code, out, _ = run(capsys, "predict", "--target", "pixel", "--arch", "mobilenetv3-small",
-                       "--width", "0.75", "--json", "--budget", "13ms")
+    code, out, _ = run(
+        capsys,
+        "predict",
+        "--target",
+        "pixel",
+        "--arch",
+        "mobilenetv3-small",
+        "--width",
+        "0.75",
+        "--json",
+        "--budget",
+        "13ms",
+    )
     info = json.loads(out)
     want = load_target("pixel").predict(reference("mobilenetv3_small", 0.75))
     assert code == 0 and info["ms"] == pytest.approx(want) and info["fits"] is False
-    assert info["budget_ms"] == 13.0 and len(info["layers"]) == 2 + reference("mobilenetv3_small").depth
+    assert (
+        info["budget_ms"] == 13.0
+        and len(info["layers"]) == 2 + reference("mobilenetv3_small").depth
+    )
 
 
 def test_predict_arch_string_and_breakdown(capsys) -> None:
     text = reference("mnasnet_a1").to_str()
-    code, out, _ = run(capsys, "predict", "--target", "pixel1", "--arch", text, "--breakdown",
-                       "--resolution", "192", "--budget", "0.1s")
+    code, out, _ = run(
+        capsys,
+        "predict",
+        "--target",
+        "pixel1",
+        "--arch",
+        text,
+        "--breakdown",
+        "--resolution",
+        "192",
+        "--budget",
+        "0.1s",
+    )
     assert code == 0 and "within the 100 ms budget" in out and "head_v2" in out
 
 
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (["predict", "--target", "nope", "--arch", "mobilenetv2"],
-         ["unknown target 'nope'", "known are host, pixel, pixel1"]),
-        (["predict", "--target", "pixel", "--arch", "mobilenetv2", "--budget", "50"],
-         ["latency '50' has no unit"]),
+        (
+            ["predict", "--target", "nope", "--arch", "mobilenetv2"],
+            ["unknown target 'nope'", "known are host, pixel, pixel1"],
+        ),
+        (
+            ["predict", "--target", "pixel", "--arch", "mobilenetv2", "--budget", "50"],
+            ["latency '50' has no unit"],
+        ),
         (["predict", "--target", "pixel", "--arch", "resnet50"], ["unknown network 'resnet50'"]),
         (["predict", "--target", "pixel", "--arch", "mobilenetv2", "--width", "9"], ["width"]),
         (["build", "--target", "pixel"], ["fitted model"]),
@@ -73,32 +102,50 @@ def test_predict_arch_string_and_breakdown(capsys) -> None:
         (["build", "--target", "b", "--runner", "adb", "--host", "x"], ["--host does not apply"]),
         (["build", "--target", "b", "--device", "x"], ["--device needs --runner"]),
         (["build", "--target", "host", "--runner", "ssh", "--host", "x"], ["local runner"]),
-        (["build", "--target", "b", "--space", "resnets", "--runner", "local"],
-         ["unknown search space 'resnets'"]),
+        (
+            ["build", "--target", "b", "--space", "resnets", "--runner", "local"],
+            ["unknown search space 'resnets'"],
+        ),
         (["validate", "--target", "pixel"], ["fitted model"]),
         (["validate", "--target", "host", "--n", "0"], ["network count"]),
         (["measure", "--arch", "mobilenetv2", "--target", "pixel"], ["fitted model"]),
     ],
 )
-def test_bad_input_is_one_line_exit_2(capsys, home: Path, argv: list[str], needles: list[str]) -> None:
+def test_bad_input_is_one_line_exit_2(
+    capsys, home: Path, argv: list[str], needles: list[str]
+) -> None:
     code, out, err = run(capsys, *argv)
     assert_one_line_error(code, err, *needles)
     assert not (home / "targets" / "newboard").exists() and not (home / "targets" / "b").exists()
 
 
 def test_unreachable_device_is_one_line_and_leaves_nothing(capsys, home: Path) -> None:
-    code, _, err = run(capsys, "build", "--target", "phone", "--runner", "ssh", "--host",
-                       "no-such-host.invalid", "--port", "2")
+    code, _, err = run(
+        capsys,
+        "build",
+        "--target",
+        "phone",
+        "--runner",
+        "ssh",
+        "--host",
+        "no-such-host.invalid",
+        "--port",
+        "2",
+    )
     assert_one_line_error(code, err, "ssh to no-such-host.invalid failed")
     assert not target_path("phone").exists()
 
 
 def test_corrupt_table_is_one_line(capsys, home: Path) -> None:
     load_target("host")  # creates the empty host table
-    (target_path("host") / META_FILE).write_text('{"format": "hwnas-latency-table", "format_version": 5}')
+    (target_path("host") / META_FILE).write_text(
+        '{"format": "hwnas-latency-table", "format_version": 5}'
+    )
     code, _, err = run(capsys, "predict", "--target", "host", "--arch", "mobilenetv2")
     assert_one_line_error(code, err, str(target_path("host") / META_FILE), "format version 5")
-    (target_path("host") / META_FILE).write_text('{"format": "hwnas-latency-table", "format_version": 1}')
+    (target_path("host") / META_FILE).write_text(
+        '{"format": "hwnas-latency-table", "format_version": 1}'
+    )
     (target_path("host") / TABLE_FILE).write_bytes(b"garbage")
     code, _, err = run(capsys, "build", "--target", "host")
     assert_one_line_error(code, err, str(target_path("host") / TABLE_FILE), "corrupt parquet")
@@ -126,9 +173,90 @@ def test_help(capsys) -> None:
 def test_subprocess_exit_code_and_single_line(home: Path) -> None:
     env = {**os.environ, "HWNAS_HOME": str(home)}
     done = subprocess.run(
-        [sys.executable, "-m", "hwnas.latency.cli", "predict", "--target", "nowhere", "--arch",
-         "mobilenetv2"], capture_output=True, text=True, env=env, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "hwnas.latency.cli",
+            "predict",
+            "--target",
+            "nowhere",
+            "--arch",
+            "mobilenetv2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == EXIT_USAGE and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         "nas-latency predict: error: unknown target 'nowhere': known are host, pixel, pixel1 "
-        "(make one with: nas-latency build --target NAME --runner adb|ssh ...)"]
+        "(make one with: nas-latency build --target NAME --runner adb|ssh ...)"
+    ]
+
+
+# --- real measurements on this machine (small) ---------------------------------
+REAL_RES = "32"
+
+
+def test_build_predict_measure_validate_on_host(
+    capsys, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("hwnas.latency.measure")
+    from hwnas.latency import fast
+
+    few = fast.space_keys("mnasnet", 32)[:12]
+    monkeypatch.setattr(fast, "space_keys", lambda space, res: few)
+    code, out, err = run(
+        capsys, "build", "--target", "host", "--space", "mnasnet", "--resolution", REAL_RES
+    )
+    assert code == 0, err
+    assert "12 entries, 12 measured" in out
+    code, out, err = run(
+        capsys, "build", "--target", "host", "--space", "mnasnet", "--resolution", REAL_RES
+    )
+    assert code == 0 and "0 measured" in out  # resumable
+    code, out, _ = run(
+        capsys,
+        "predict",
+        "--target",
+        "host",
+        "--arch",
+        "mobilenetv3_small",
+        "--resolution",
+        REAL_RES,
+        "--json",
+    )
+    pred = json.loads(out)
+    assert code == 0 and pred["ms"] > pred["overhead_ms"] > 0
+    assert pred["layers"][-1]["part"] == "overhead"
+    code, out, _ = run(
+        capsys, "measure", "--arch", "mobilenetv3_small", "--resolution", REAL_RES, "--json"
+    )
+    meas = json.loads(out)
+    assert code == 0 and meas["median"] > 0 and meas["p10"] <= meas["median"] <= meas["p90"]
+    code, out, err = run(
+        capsys,
+        "validate",
+        "--target",
+        "host",
+        "--n",
+        "3",
+        "--space",
+        "mnasnet",
+        "--resolution",
+        REAL_RES,
+        "--out",
+        str(tmp_path / "val"),
+        "--json",
+    )
+    assert code == 0, err
+    val = json.loads(out)
+    assert val["n"] == 3 and val["mape"] >= 0 and -1 <= val["spearman"] <= 1
+    assert (tmp_path / "val" / "validation.png").stat().st_size > 0
+    assert len((tmp_path / "val" / "validation.csv").read_text().splitlines()) == 4
+    assert load_target("host").provenance["validation"]["n"] == 3
+    code, out, _ = run(capsys, "targets", "--json")
+    host = next(r for r in json.loads(out) if r["name"] == "host")
+    assert host["validation"]["mape"] == pytest.approx(val["mape"])

@@ -36,7 +36,9 @@ class HashTarget(Target):
 
     def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
         self.looked_up += len(keys)
-        return [((zlib.crc32(str(k).encode()) % 10_000) / 1000 + 0.01, SOURCE_MEASURED) for k in keys]
+        return [
+            ((zlib.crc32(str(k).encode()) % 10_000) / 1000 + 0.01, SOURCE_MEASURED) for k in keys
+        ]
 
 
 @pytest.fixture(scope="module", params=SPACES)

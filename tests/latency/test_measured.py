@@ -46,8 +46,9 @@ class FakeRunner(Runner):
     def __init__(self) -> None:
         self.measured: list[str] = []
 
-    def measure(self, models: Mapping[str, Path], *, runs: int = 50, warmup: int = 10,
-                threads: int = 1) -> dict[str, Stats]:
+    def measure(
+        self, models: Mapping[str, Path], *, runs: int = 50, warmup: int = 10, threads: int = 1
+    ) -> dict[str, Stats]:
         out = {}
         for name in models:
             try:
@@ -82,8 +83,8 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[LayerKey]:
 
 
 def _target(tmp_path: Path, runner: Runner | None = None) -> MeasuredTarget:
-    table = LatencyTable.create(tmp_path / "dev", {"runner": {"kind": "local"},
-                                                   "protocol": {"threads": 1, "runs": 5, "warmup": 1}})
+    proto = {"threads": 1, "key_runs": 5, "key_warmup": 1}
+    table = LatencyTable.create(tmp_path / "dev", {"runner": {"kind": "local"}, "protocol": proto})
     return MeasuredTarget("dev", table, runner or FakeRunner())
 
 
@@ -124,7 +125,8 @@ def test_breakdown_has_an_overhead_row_and_sums_to_predict(tmp_path: Path, count
     assert frame.ms.sum() == pytest.approx(t.predict(SMALL, RES))
     assert set(frame.source) == {"measured"}
     assert t.predict_many([SMALL, LARGE], RES) == pytest.approx(
-        [t.predict(SMALL, RES), t.predict(LARGE, RES)])
+        [t.predict(SMALL, RES), t.predict(LARGE, RES)]
+    )
 
 
 def test_chunks_are_stored_as_they_finish(tmp_path: Path, monkeypatch) -> None:
@@ -194,23 +196,34 @@ def test_default_home(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_user_targets_keep_their_runner(home: Path) -> None:
     ident = home.parent / "id_test"
     ident.write_text("key")
-    settings = {"kind": "ssh", "host": "rpi.invalid", "user": "pi", "port": 2222,
-                "identity": str(ident)}
+    settings = {
+        "kind": "ssh",
+        "host": "rpi.invalid",
+        "user": "pi",
+        "port": 2222,
+        "identity": str(ident),
+    }
     create_target("rpi4", settings, check=False)
     assert user_target_names() == ("rpi4",)
     t = load_target("rpi4")
     assert isinstance(t, MeasuredTarget) and t.provenance["runner"] == settings
     r = t.runner
     assert isinstance(r, SshRunner) and (r.host, r.user, r.port, r.identity) == (
-        "rpi.invalid", "pi", 2222, ident)
+        "rpi.invalid",
+        "pi",
+        2222,
+        ident,
+    )
     create_target("phone", {"kind": "adb", "serial": "R58M41ABCDE"}, check=False)
     assert isinstance(load_target("phone").runner, AdbRunner)
     with pytest.raises(ValueError, match="exists already"):
         create_target("phone", {"kind": "adb", "serial": "X"}, check=False)
 
 
-@pytest.mark.parametrize(("name", "match"), [("host", "built in"), ("Pixel", "built in"),
-                                             ("a b", "must be lower-case"), ("-x", "must be")])
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [("host", "built in"), ("Pixel", "built in"), ("a b", "must be lower-case"), ("-x", "must be")],
+)
 def test_bad_user_names(home: Path, name: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_target(name, {"kind": "adb", "serial": "X"}, check=False)
@@ -243,3 +256,32 @@ def test_predict_many_index_path_on_a_measured_target(tmp_path: Path, counted) -
     fast = t.predict_many(idx, space=space, resolution=RES)
     slow = [t.predict(space.decode(space.from_indices(r)), RES) for r in idx]
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
+
+
+# --- real measurements on this machine (small) ---------------------------------
+REAL_RES = 32  # tiny layers: each is timed for measure.MIN_TIME_MS anyway
+
+
+def test_host_fills_on_demand_with_the_local_runner(home: Path) -> None:
+    pytest.importorskip("hwnas.latency.measure")
+    t = load_target("host")
+    arch = reference("mobilenetv3_small")
+    ms = t.predict(arch, REAL_RES)
+    layers = layer_keys(arch, REAL_RES)
+    keys = set(layers)
+    back = LatencyTable.load(target_path("host"))
+    assert set(back) == {str(k) for k in keys}
+    prov = back.provenance
+    assert prov["overhead_ms"] > 0 and prov["device"]["runtime"] == "onnxruntime"
+    assert prov["runtime_version"] and prov["key_protocol"]["threads"] == 1
+    assert ms == pytest.approx(sum(back[k].median for k in layers) + prov["overhead_ms"])
+    assert all(back[k].n >= 1 and back[k].p10 <= back[k].median <= back[k].p90 for k in keys)
+
+
+def test_parallel_fill_with_two_local_workers(home: Path) -> None:
+    pytest.importorskip("hwnas.latency.measure")
+    t = load_target("host")
+    keys = list(dict.fromkeys(layer_keys(reference("mnasnet_small"), REAL_RES)))
+    assert t.fill(keys, workers=2) == len(keys)
+    assert set(LatencyTable.load(target_path("host"))) == {str(k) for k in keys}
+    assert t.fill(keys, workers=2) == 0  # resumable: nothing left to do

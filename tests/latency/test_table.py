@@ -1,4 +1,4 @@
-"""Latency tables: keys, provenance, read-only snapshots, atomic writes, concurrent fills, bad files."""
+"""Latency tables: keys, provenance, read-only snapshots, atomic writes, concurrency, bad files."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def test_entries_are_keyed_by_layer_key_text(tmp_path: Path) -> None:
 
 
 def test_provenance_carries_format_and_dates(tmp_path: Path) -> None:
-    t = _fresh(tmp_path).update(provenance={"runtime": "onnxruntime"}, defaults={"overhead_ms": 0.2})
+    t = _fresh(tmp_path).update(
+        provenance={"runtime": "onnxruntime"}, defaults={"overhead_ms": 0.2}
+    )
     p = LatencyTable.load(t.path).provenance
     assert p["format"] == "hwnas-latency-table" and p["format_version"] == FORMAT_VERSION
     assert p["device"] == "test" and p["runtime"] == "onnxruntime" and p["overhead_ms"] == 0.2
@@ -96,10 +98,14 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def _writer(path: str, offset: int) -> None:
     """Fill from a snapshot taken at the start: every write must merge with the disk."""
     t = LatencyTable.load(path)
-    keys = [LayerKey("block", "ir", 16, 8 + offset + i, 16, mid_chs=48) for i in range(KEYS_PER_WRITER)]
+    keys = [
+        LayerKey("block", "ir", 16, 8 + offset + i, 16, mid_chs=48) for i in range(KEYS_PER_WRITER)
+    ]
     for i in range(0, KEYS_PER_WRITER, CHUNK):
-        t.update({k: _stats(offset + i + j) for j, k in enumerate(keys[i : i + CHUNK])},
-                 provenance={f"writer{offset}": i})
+        t.update(
+            {k: _stats(offset + i + j) for j, k in enumerate(keys[i : i + CHUNK])},
+            provenance={f"writer{offset}": i},
+        )
 
 
 def test_two_processes_filling_one_table_lose_nothing(tmp_path: Path) -> None:

@@ -17,6 +17,12 @@ def test_example_validates():
     assert cfg.dr_amount == (0.05, "x") and cfg.dr.decay == 0.9
 
 
+@pytest.mark.parametrize("path", sorted(TINY_YAML.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_validates(path):
+    cfg = load_config(path)
+    assert cfg.goal_amount[1] in ("ms", "x") and cfg.out
+
+
 def test_amounts():
     assert parse_amount("40ms", "goal") == (40.0, "ms")
     assert parse_amount("0.04s", "goal") == (40.0, "ms")

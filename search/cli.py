@@ -15,17 +15,29 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .config import BACKENDS, PREFILTERS, PRUNERS, REWARDS, SAMPLERS, SearchConfig, parse_config
+from .config import (
+    BACKENDS,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TRIALS,
+    PREFILTERS,
+    PRUNERS,
+    REWARDS,
+    SAMPLERS,
+    SearchConfig,
+    parse_config,
+)
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|h)?\s*$")
 _DURATION_S = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from ``600``, ``600s``, ``10m`` or ``1.5h``."""
+def parse_duration(text: str) -> float | None:
+    """Seconds from ``600``, ``600s``, ``10m`` or ``1.5h``; None from ``none``."""
+    if text.strip().lower() == "none":
+        return None
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"bad --timeout {text!r}: expected seconds or a number with s, m or h (e.g. 10m)")
+        raise ValueError(f"bad --timeout {text!r}: expected seconds, a number with s, m or h (e.g. 10m), or none")
     return float(m.group(1)) * _DURATION_S[m.group(2)]
 
 
@@ -49,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--space", default=None, help="search space: mobilenetv3 (default) or mnasnet")
     a("--data", default=None, help="proxy task data: fashion-mnist (default), a folder of IDX "
                                     "files, or an ImageFolder directory")
-    a("--trials", type=int, default=None, help="number of trials in total (default 12)")
-    a("--timeout", default=None, help="stop starting trials after this long (600, 10m, 1h)")
+    a("--trials", type=int, default=None, help=f"number of trials in total (default {DEFAULT_TRIALS})")
+    a("--timeout", default=None, help="stop starting trials after this long: 600, 10m, 1h or "
+                                      f"none (default {DEFAULT_TIMEOUT_S / 60:g}m)")
     a("--sampler", choices=SAMPLERS, default=None,
       help="controller: tpe (default), nsga2 (default for pareto), random, rl (MnasNet policy gradient)")
     a("--reward", choices=REWARDS, default=None,
@@ -61,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="training resolution of the proxy task (default 32); latency uses --resolution")
     a("--resolution", type=int, default=None, help="deployment resolution for latency (default 224)")
     a("--train-subset", type=int, default=None,
-      help="train on this many images of the train split (default: see docs/search.md)")
+      help="train on this many images of the train split (default 20000, or all if fewer)")
     a("--val-size", type=int, default=None,
       help="held-out images carved from the train split to score nets (default 5000)")
     a("--lr", type=float, default=None, help="proxy training peak learning rate")

@@ -25,9 +25,18 @@ PRUNERS = ("median", "sha", "hyperband", "none")
 PREFILTERS = ("none", "synflow", "naswot")
 
 # Default budget: "with only --target and --lat, something sensible in about
-# 10 minutes on 2 cores" (see docs/benchmarks.md for the per-trial time).
-DEFAULT_TRIALS = 12
+# 10 minutes on 2 cores". A default trial trains on DEFAULT_TRAIN_SUBSET images
+# for one epoch at 32 px and scores on 5000 held-out ones: ~2 ms of one core per
+# training image and ~0.6 ms per validation image for nets of this space
+# (measured here, see docs/search.md), so ~45 core-seconds, 25-45 s of wall time
+# on 2 cores. 16 trials fit in ~10 minutes; the timeout stops starting new
+# trials after 10 minutes on slower machines.
+DEFAULT_TRIALS = 16
 DEFAULT_TIMEOUT_S = 600.0
+# Training images per trial when --train-subset is not given (all there are if
+# fewer): the proxy size bench/trial_time.py proposes for Fashion-MNIST
+# (DEFAULT_SUBSET there; a third of the 55000 left after validation).
+DEFAULT_TRAIN_SUBSET = 20000
 # Hard reward: a candidate predicted this much over budget is not trained.
 DEFAULT_SKIP_FACTOR = 1.25
 
@@ -51,7 +60,7 @@ class SearchConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     proxy_resolution: int = Field(32, ge=16, le=512)
     resolution: int = Field(224, ge=32, le=1024, description="deployment resolution for latency")
-    train_subset: int | None = Field(None, ge=64)
+    train_subset: int | None = Field(None, ge=64, description="None: DEFAULT_TRAIN_SUBSET or all")
     val_size: int = Field(5000, ge=64)
     batch_size: int = Field(128, ge=1)
     lr: float | None = Field(None, gt=0)

@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
 
-from .config import SearchConfig
+from .config import DEFAULT_TRAIN_SUBSET, SearchConfig
 from .rewards import make_reward
 
 WEIGHTS_DIR = "weights"
@@ -89,13 +89,21 @@ class Components:
         from .train import TrainConfig
 
         c = self.config
-        self.data = load_dataset(c.data, resolution=c.proxy_resolution, val_size=c.val_size,
-                                 train_subset=c.train_subset, seed=c.seed)
-        kw: dict[str, Any] = dict(epochs=c.epochs, batch_size=c.batch_size,
-                                  resolution=c.proxy_resolution, seed=c.seed)
+        kw: dict[str, Any] = dict(resolution=c.proxy_resolution, val_size=c.val_size, seed=c.seed)
+        if c.train_subset is not None:
+            self.data = load_dataset(c.data, train_subset=c.train_subset, **kw)
+        else:  # the default subset, or all images of a smaller data set
+            try:
+                self.data = load_dataset(c.data, train_subset=DEFAULT_TRAIN_SUBSET, **kw)
+            except ValueError as e:
+                if "train_subset" not in str(e):
+                    raise
+                self.data = load_dataset(c.data, train_subset=None, **kw)
+        tkw: dict[str, Any] = dict(epochs=c.epochs, batch_size=c.batch_size,
+                                   resolution=c.proxy_resolution, seed=c.seed)
         if c.lr is not None:
-            kw["lr"] = c.lr
-        self.train_config = TrainConfig(**kw)
+            tkw["lr"] = c.lr
+        self.train_config = TrainConfig(**tkw)
 
     def predict_ms(self, arch: Arch) -> float:
         return float(self.target.predict(arch, resolution=self.config.resolution,

@@ -40,8 +40,8 @@ def test_zero_latency() -> None:
 
 
 @pytest.mark.parametrize(("text", "s"), [("600", 600.0), ("600s", 600.0), ("10m", 600.0),
-                                         ("1.5h", 5400.0)])
-def test_durations(text: str, s: float) -> None:
+                                         ("1.5h", 5400.0), ("none", None)])
+def test_durations(text: str, s: float | None) -> None:
     assert parse_duration(text) == s
 
 

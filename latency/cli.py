@@ -64,6 +64,13 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--user", metavar="U", help="ssh login name")
     g.add_argument("--port", type=_positive_int("port"), default=None, metavar="P", help="ssh port")
     g.add_argument("--identity", type=Path, default=None, metavar="F", help="ssh private key file")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds each step with the device may take (adb, ssh; default 600)",
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -184,6 +191,7 @@ def _build_target(args: argparse.Namespace) -> MeasuredTarget:
         user=args.user,
         port=args.port,
         identity=args.identity,
+        timeout=args.timeout,
     )
     return target_for_build(args.target, settings)
 

@@ -178,9 +178,11 @@ def runner_settings(
     user: str | None = None,
     port: int | None = None,
     identity: str | Path | None = None,
+    timeout: float | None = None,
 ) -> dict | None:
     """Runner settings as a table saves them, from ``nas-latency build``'s options.
 
+    ``timeout`` is the seconds each step with the device may take (adb, ssh).
     Returns None when no option is given (an existing target's runner applies).
     """
     given = {
@@ -191,6 +193,7 @@ def runner_settings(
             ("user", user),
             ("port", port),
             ("identity", identity),
+            ("timeout", timeout),
         )
         if v is not None
     }
@@ -198,21 +201,29 @@ def runner_settings(
         if given:
             raise ValueError(f"--{next(iter(given))} needs --runner adb or --runner ssh")
         return None
-    allowed = {"local": (), "adb": ("device",), "ssh": ("host", "user", "port", "identity")}
+    allowed = {
+        "local": (),
+        "adb": ("device", "timeout"),
+        "ssh": ("host", "user", "port", "identity", "timeout"),
+    }
     if kind not in allowed:
         raise ValueError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
     extra = sorted(set(given) - set(allowed[kind]))
     if extra:
         raise ValueError(f"--{extra[0]} does not apply to --runner {kind}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {timeout}")
+    extra_opts = {"timeout": float(timeout)} if timeout is not None else {}
     if kind == "adb":
         if device is None:
             raise ValueError("--runner adb needs --device SERIAL")
-        return {"kind": "adb", "serial": device}
+        return {"kind": "adb", "serial": device, **extra_opts}
     if kind == "ssh":
         if host is None:
             raise ValueError("--runner ssh needs --host HOST")
         s: dict[str, Any] = {"kind": "ssh", "host": host}
         s.update({k: v for k, v in (("user", user), ("port", port)) if v is not None})
+        s.update(extra_opts)
         if identity is not None:
             ident = Path(identity).expanduser().resolve()
             if not ident.is_file():

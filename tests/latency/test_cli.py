@@ -101,6 +101,14 @@ def test_predict_arch_string_and_breakdown(capsys) -> None:
         (["build", "--target", "b", "--runner", "ssh"], ["--runner ssh needs --host"]),
         (["build", "--target", "b", "--runner", "adb", "--host", "x"], ["--host does not apply"]),
         (["build", "--target", "b", "--device", "x"], ["--device needs --runner"]),
+        (
+            ["build", "--target", "b", "--runner", "adb", "--device", "x", "--timeout", "0"],
+            ["--timeout must be a positive"],
+        ),
+        (
+            ["build", "--target", "b", "--runner", "local", "--timeout", "5"],
+            ["--timeout does not apply to --runner local"],
+        ),
         (["build", "--target", "host", "--runner", "ssh", "--host", "x"], ["local runner"]),
         (
             ["build", "--target", "b", "--space", "resnets", "--runner", "local"],

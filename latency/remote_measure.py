@@ -174,6 +174,178 @@ def measure_one(path: Path, *, threads: int, warmup: int, runs: int) -> dict:
     return summarize(times)
 
 
+def make_session(model: str | bytes | Path, threads: int):
+    """An onnxruntime CPU session under the protocol's options, from a path or serialized bytes."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+
+def bound_call(sess, rng):
+    """A no-argument function running ``sess`` once on fixed inputs, via an IO binding.
+
+    Inputs are copied into onnxruntime once; outputs with a static shape get
+    buffers allocated once, so a call times the graph, not numpy conversions
+    or output allocation (inside a whole network neither happens per layer).
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    binding = sess.io_binding()
+    keep = []  # the OrtValues must outlive the binding
+    for name, array in _feeds(sess, rng).items():
+        value = ort.OrtValue.ortvalue_from_numpy(array)
+        keep.append(value)
+        binding.bind_ortvalue_input(name, value)
+    for out in sess.get_outputs():
+        dtype = _NUMPY_DTYPES.get(out.type)
+        if dtype and all(isinstance(d, int) and d > 0 for d in out.shape):
+            value = ort.OrtValue.ortvalue_from_shape_and_type(out.shape, np.dtype(dtype), "cpu")
+            keep.append(value)
+            binding.bind_ortvalue_output(out.name, value)
+        else:  # free dimensions: onnxruntime allocates per run
+            binding.bind_output(out.name, "cpu")
+
+    def call() -> None:
+        sess.run_with_iobinding(binding)
+
+    call.keep = keep  # type: ignore[attr-defined]
+    return call
+
+
+def cache_flusher(megabytes: float):
+    """A function that writes ``megabytes`` of memory, evicting what a model left in the caches.
+
+    ``None`` for 0 MB. Called before each timed run, it leaves a layer's
+    weights and input where the rest of a network would have pushed them.
+    """
+    import numpy as np
+
+    if megabytes < 0:
+        raise ValueError(f"flush size must be >= 0 MB, got {megabytes}")
+    if megabytes == 0:
+        return None
+    buf = np.zeros(int(megabytes * (1 << 20)) // 4, dtype=np.float32)
+    one = np.float32(1.0)
+
+    def flush() -> None:
+        np.add(buf, one, out=buf)
+
+    flush()  # fault the pages in now, not during the first timed run
+    return flush
+
+
+CLOCKS = ("wall", "cpu")
+
+
+def time_calls(
+    call,
+    *,
+    warmup: int,
+    runs: int,
+    min_time_ms: float = 0.0,
+    max_runs: int | None = None,
+    clock: str = "wall",
+    before=None,
+) -> list[float]:
+    """Times (ms) of timed ``call()``s after ``warmup`` discarded ones.
+
+    At least ``runs`` timed calls, then more until they add up to
+    ``min_time_ms`` (fast models get more samples for a stable median), never
+    more than ``max_runs`` (default ``runs``: exactly ``runs`` calls).
+    ``before()``, when given, runs untimed before every timed call (a cache flush).
+    ``clock="cpu"`` times with this thread's CPU clock instead of the wall
+    clock: time the thread spent preempted by other processes is not counted
+    (with one intra-op thread onnxruntime computes on the calling thread).
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    cap = max(runs, max_runs if max_runs is not None else runs)
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    total = 0.0
+    clock_ns = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
+    while len(times) < runs or (total < min_time_ms and len(times) < cap):
+        if before is not None:
+            before()
+        t0 = clock_ns()
+        call()
+        dt = (clock_ns() - t0) / 1e6
+        times.append(dt)
+        total += dt
+    return times
+
+
+def measure_model(
+    model: str | bytes | Path,
+    *,
+    threads: int,
+    warmup: int,
+    runs: int,
+    min_time_ms: float = 0.0,
+    max_runs: int | None = None,
+    clock: str = "wall",
+    before=None,
+) -> dict:
+    """Statistics (ms) of a model (path or bytes) run through an IO binding; see :func:`time_calls`."""
+    import numpy as np
+
+    sess = make_session(model, threads)
+    call = bound_call(sess, np.random.default_rng(INPUT_SEED))
+    times = time_calls(
+        call,
+        warmup=warmup,
+        runs=runs,
+        min_time_ms=min_time_ms,
+        max_runs=max_runs,
+        clock=clock,
+        before=before,
+    )
+    return summarize(times)
+
+
+def serve(config: dict, inp, out) -> int:
+    """Measure models sent on ``inp`` until it closes: a measuring worker of ``LocalRunner``.
+
+    ``config`` holds ``threads``, ``warmup``, ``runs``, ``min_time_ms``,
+    ``max_runs``, ``clock``, ``flush_mb`` and ``cpus`` (cores to pin to; empty:
+    none). A request is a JSON line ``{"size": N, "runs": R}`` then N bytes of
+    serialized ONNX; the answer a JSON line of statistics or ``{"error": ...}``.
+    """
+    if config.get("cpus"):
+        pin(config["threads"], config["cpus"])
+    before = cache_flusher(config.get("flush_mb", 0))
+    while True:
+        header = inp.readline()
+        if not header:
+            return 0
+        request = json.loads(header)
+        model = inp.read(request["size"])
+        try:
+            answer = measure_model(
+                model,
+                threads=config["threads"],
+                warmup=config["warmup"],
+                runs=request.get("runs", config["runs"]),
+                min_time_ms=config.get("min_time_ms", 0.0),
+                max_runs=config.get("max_runs"),
+                clock=config.get("clock", "wall"),
+                before=before,
+            )
+        except Exception as e:  # onnxruntime raises its own types
+            first = (str(e).strip().splitlines() or [""])[0]
+            answer = {"error": f"{type(e).__name__}: {first}"}
+        out.write((json.dumps(answer) + "\n").encode())
+        out.flush()
+
+
 def measure_folder(
     folder: Path,
     *,

@@ -194,11 +194,7 @@ def run_refine(cfg: RefineConfig, progress: Progress | None = None,
 
 def _measure_host(target: Target, arch: Arch, resolution: int) -> float:
     """Median end-to-end latency (ms) of ``arch`` on this host, with the target's protocol."""
-    from hwnas.latency.measure import measure_arch
-
-    s = measure_arch(arch, resolution, target.runner, runs=target.runs,  # type: ignore[attr-defined]
-                     warmup=target.warmup, threads=target.threads)  # type: ignore[attr-defined]
-    return float(s.median)
+    return float(target.measure(arch, resolution).median)  # type: ignore[attr-defined]
 
 
 def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck: bool,

@@ -11,8 +11,11 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "examples" / "netadapt_tiny.yaml"
 # Small enough for seconds of CPU per refine: the example's network and data
-# settings with fewer images and steps.
+# settings with fewer images, steps and iterations. No single cut of the tiny
+# network removes 20% of its latency (the stem, 16 -> 8, removes 16%), so the
+# 0.8x goal always takes at least two iterations.
 TINY_OVERRIDES = {
+    "dr": {"initial": "0.08x", "decay": 1.0},
     "short_term": {"steps": 2, "lr": 0.02},
     "long_term": {"epochs": 1, "lr": 0.02},
     "pretrain_epochs": 1,

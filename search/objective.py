@@ -36,9 +36,9 @@ from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
 
 from .config import DEFAULT_TRAIN_SUBSET, SearchConfig
+from .results import WEIGHTS_DIR
 from .rewards import make_reward
 
-WEIGHTS_DIR = "weights"
 # Latency, params and MAdds describe the deployed net, as the target's
 # latency table does: an ImageNet-style 1000-way classifier at ``resolution``
 # (MnasNet Sec. 4 searches for ImageNet and measures that net on the phone).

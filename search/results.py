@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .config import SearchConfig
+
+WEIGHTS_DIR = "weights"
 TRIAL_COLUMNS = [
     "number", "state", "arch", "params", "madds", "latency_ms", "accuracy", "reward",
     "skipped", "error", "zero_cost", "duplicate_of", "epochs", "train_s", "duration_s",
@@ -127,6 +131,69 @@ def best_trial_row(df: pd.DataFrame, multi_objective: bool = False,
         return within.sort_values(["accuracy", "latency_ms", "number"],
                                   ascending=[False, True, True]).iloc[0]
     return ok.sort_values(["reward", "number"], ascending=[False, True]).iloc[0]
+
+
+# ---------------------------------------------------------------- writing ---
+def write_results(config: SearchConfig, run_dir: Path, study) -> None:  # noqa: ANN001
+    """trials.parquet/csv, pareto.csv, best.json/.pt/.onnx and plots.
+
+    Weights of trials that are neither the best nor on the Pareto front are
+    deleted: neither can become so later, as finished trials never change.
+    """
+    from .plots import save_run_plots
+
+    df = trials_frame(study)
+    atomic_write_df(df, run_dir / "trials.parquet")
+    atomic_write_df(df, run_dir / "trials.csv")
+    front = pareto_front(df)
+    atomic_write_df(front, run_dir / "pareto.csv")
+    best = best_trial_row(df, multi_objective=config.multi_objective,
+                          target_ms=config.latency_ms)
+    keep = {_weights_number(df, n) for n in front["number"]}
+    if best is not None:
+        keep.add(_weights_number(df, best["number"]))
+        _write_best(config, run_dir, best, _weights_number(df, best["number"]))
+    save_run_plots(run_dir, df, front, config.reference_latency_ms, config.latency_ms)
+    running = {int(n) for n in df.loc[df["state"] == "RUNNING", "number"]}
+    for f in (run_dir / WEIGHTS_DIR).glob("*.pt"):
+        if f.stem.isdigit() and int(f.stem) not in keep | running:
+            f.unlink()
+
+
+def _weights_number(df, number) -> int:  # noqa: ANN001
+    """The trial whose weights ``number`` uses (itself, or the one it duplicates)."""
+    row = df.loc[df["number"] == number].iloc[0]
+    dup = row.get("duplicate_of")
+    return int(number) if dup is None or _isnan(dup) else int(dup)
+
+
+def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> None:  # noqa: ANN001
+    import torch
+
+    from hwnas.space import Arch, build, export_onnx
+
+    info = {k: (None if _isnan(best[k]) else best[k]) for k in
+            ("number", "arch", "params", "madds", "latency_ms", "accuracy", "reward")}
+    info = {k: (v.item() if hasattr(v, "item") else v) for k, v in info.items()}
+    info.update(target=config.target, latency_budget_ms=config.latency_ms,
+                resolution=config.resolution, proxy_resolution=config.proxy_resolution,
+                reward_fn=config.reward, data=config.data, weights_of_trial=weights_of)
+    wfile = run_dir / WEIGHTS_DIR / f"{weights_of}.pt"
+    if wfile.is_file():
+        shutil.copyfile(wfile, run_dir / ".best.pt.tmp")
+        os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
+        state = torch.load(run_dir / "best.pt", weights_only=True)
+        arch = Arch.from_str(info["arch"])
+        num_classes = state["head.classifier.weight"].shape[0]
+        model = build(arch, num_classes=num_classes)
+        model.load_state_dict(state)
+        export_onnx(arch, run_dir / "best.onnx", resolution=config.resolution, model=model)
+        info["num_classes"] = int(num_classes)
+    atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2) + "\n")
+
+
+def _isnan(v: object) -> bool:
+    return isinstance(v, float) and v != v
 
 
 # ----------------------------------------------------------------- reading ---

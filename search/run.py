@@ -11,7 +11,8 @@ replay the first run's random draws.
 
 from __future__ import annotations
 
-import json
+import gc
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -26,22 +27,20 @@ from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
 from .config import SearchConfig
-from .objective import DEPLOY_NUM_CLASSES, WEIGHTS_DIR, Components, make_objective
-from .results import (
-    atomic_write_df,
-    atomic_write_text,
-    best_trial_row,
-    pareto_front,
-    trials_frame,
-)
+from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
+from .results import atomic_write_text, write_results
 
 LOCK_NAME = ".lock"
+START_LOCK_NAME = ".start.lock"
 DEFAULT_RESULTS = Path("results")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SQLITE_TIMEOUT_S = 60  # several workers write one SQLite file
 INTERRUPTED_ATTR = "interrupted"
 # Seed offset between local worker processes, so they do not draw the same nets.
 WORKER_SEED_STRIDE = 1000
+
+
+_log = logging.getLogger("hwnas.search")
 
 
 class RunError(ValueError):
@@ -130,15 +129,10 @@ def finished_count(study: optuna.Study) -> int:
                if INTERRUPTED_ATTR not in t.user_attrs)
 
 
-class StopAfter:
-    """Stop a study once ``n`` trials count as finished (see :func:`finished_count`)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __call__(self, study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-        if finished_count(study) >= self.n:
-            study.stop()
+def started_count(study: optuna.Study) -> int:
+    """Trials counted as finished plus those running now (in any process)."""
+    return finished_count(study) + len(study.get_trials(deepcopy=False,
+                                                        states=(TrialState.RUNNING,)))
 
 
 # ------------------------------------------------------------ preparation ---
@@ -227,8 +221,8 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker(config_yaml: str, run_dir: str, n_trials: int, timeout: float | None,
-            threads: int, index: int, parent: int) -> None:
+def _worker(config_yaml: str, run_dir: str, timeout: float | None, threads: int, index: int,
+            parent: int) -> None:
     import yaml
 
     from .config import parse_config
@@ -238,7 +232,7 @@ def _worker(config_yaml: str, run_dir: str, n_trials: int, timeout: float | None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = parse_config(yaml.safe_load(config_yaml))
     comp = Components.build(config, Path(run_dir))
-    _optimize(comp, n_trials, timeout, None, seed_offset=WORKER_SEED_STRIDE * index)
+    _optimize(comp, timeout, None, seed_offset=WORKER_SEED_STRIDE * index)
 
 
 def torch_threads(n: int) -> None:
@@ -247,16 +241,42 @@ def torch_threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def _optimize(comp: Components, n_trials: int, timeout: float | None,
+def _optimize(comp: Components, timeout: float | None,
               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
               seed_offset: int = 0) -> None:
+    """Run trials one at a time until ``config.trials`` are finished or running
+    (in any process sharing the run) or ``timeout`` seconds have passed.
+
+    Checking the count and starting a trial happen under one file lock, so
+    workers never start more trials than asked for.
+    """
     config, run_dir = comp.config, comp.run_dir
     study = open_study(config, run_dir, create=False, seed_offset=seed_offset)
-    callbacks: list = [StopAfter(config.trials)]
-    if on_trial:
-        callbacks.append(on_trial)
-    study.optimize(make_objective(comp), n_trials=n_trials, timeout=timeout, callbacks=callbacks,
-                   catch=(Exception,), gc_after_trial=True)
+    objective = make_objective(comp)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    start_lock = FileLock(str(run_dir / START_LOCK_NAME))
+    while deadline is None or time.monotonic() < deadline:
+        with start_lock:
+            if started_count(study) >= config.trials:
+                return
+            trial = study.ask()
+        frozen = _run_trial(study, trial, objective)
+        gc.collect()
+        if on_trial:
+            on_trial(study, frozen)
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) -> optuna.trial.FrozenTrial:
+    """``objective(trial)`` told to the study: PRUNED, FAIL on any exception
+    (the search goes on), else its value(s) (a NaN value is a FAIL too)."""
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    except Exception as e:  # noqa: BLE001 - recorded on the trial by the objective
+        _log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+        return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, value)
 
 
 def run_search(config: SearchConfig, resume: bool = False,
@@ -289,8 +309,8 @@ def run_search(config: SearchConfig, resume: bool = False,
 
                 run_ray(config, run_dir, remaining, progress)
             else:
-                _run_local(comp, remaining, progress)
-        write_results(config, run_dir)
+                _run_local(comp, progress)
+        write_results(config, run_dir, open_study(config, run_dir, create=False))
     except Exception:
         if created and not started:  # nothing of value there yet
             lock.release()
@@ -301,7 +321,7 @@ def run_search(config: SearchConfig, resume: bool = False,
     return run_dir
 
 
-def _run_local(comp: Components, remaining: int,
+def _run_local(comp: Components,
                progress: Callable[[int, int, float | None], None] | None) -> None:
     config, run_dir = comp.config, comp.run_dir
 
@@ -310,12 +330,12 @@ def _run_local(comp: Components, remaining: int,
             progress(finished_count(study), config.trials, best_value(study))
 
     if config.workers == 1:
-        _optimize(comp, remaining, config.timeout_s, on_trial)
+        _optimize(comp, config.timeout_s, on_trial)
         return
     threads = max(1, (os.cpu_count() or 1) // config.workers)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config.to_yaml(), str(run_dir), remaining,
-                                                config.timeout_s, threads, i, os.getpid()))
+    procs = [ctx.Process(target=_worker, args=(config.to_yaml(), str(run_dir), config.timeout_s,
+                                                threads, i, os.getpid()))
              for i in range(config.workers)]
     for p in procs:
         p.start()
@@ -339,67 +359,3 @@ def best_value(study: optuna.Study) -> float | None:
     if not done:
         return None
     return max(t.values[0] for t in done)
-
-
-# ---------------------------------------------------------------- results ---
-def write_results(config: SearchConfig, run_dir: Path) -> None:
-    """trials.parquet/csv, pareto.csv, best.json/.pt/.onnx and plots.
-
-    Weights of trials that are neither the best nor on the Pareto front are
-    deleted: neither can become so later, as finished trials never change.
-    """
-    from .plots import save_run_plots
-
-    study = open_study(config, run_dir, create=False)
-    df = trials_frame(study)
-    atomic_write_df(df, run_dir / "trials.parquet")
-    atomic_write_df(df, run_dir / "trials.csv")
-    front = pareto_front(df)
-    atomic_write_df(front, run_dir / "pareto.csv")
-    best = best_trial_row(df, multi_objective=config.multi_objective,
-                          target_ms=config.latency_ms)
-    keep = {_weights_number(df, n) for n in front["number"]}
-    if best is not None:
-        keep.add(_weights_number(df, best["number"]))
-        _write_best(config, run_dir, best, _weights_number(df, best["number"]))
-    save_run_plots(run_dir, df, front, config.reference_latency_ms, config.latency_ms)
-    running = {int(n) for n in df.loc[df["state"] == "RUNNING", "number"]}
-    for f in (run_dir / WEIGHTS_DIR).glob("*.pt"):
-        if f.stem.isdigit() and int(f.stem) not in keep | running:
-            f.unlink()
-
-
-def _weights_number(df, number) -> int:  # noqa: ANN001
-    """The trial whose weights ``number`` uses (itself, or the one it duplicates)."""
-    row = df.loc[df["number"] == number].iloc[0]
-    dup = row.get("duplicate_of")
-    return int(number) if dup is None or _isnan(dup) else int(dup)
-
-
-def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> None:  # noqa: ANN001
-    import torch
-
-    from hwnas.space import Arch, build, export_onnx
-
-    info = {k: (None if _isnan(best[k]) else best[k]) for k in
-            ("number", "arch", "params", "madds", "latency_ms", "accuracy", "reward")}
-    info = {k: (v.item() if hasattr(v, "item") else v) for k, v in info.items()}
-    info.update(target=config.target, latency_budget_ms=config.latency_ms,
-                resolution=config.resolution, proxy_resolution=config.proxy_resolution,
-                reward_fn=config.reward, data=config.data, weights_of_trial=weights_of)
-    wfile = run_dir / WEIGHTS_DIR / f"{weights_of}.pt"
-    if wfile.is_file():
-        shutil.copyfile(wfile, run_dir / ".best.pt.tmp")
-        os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
-        state = torch.load(run_dir / "best.pt", weights_only=True)
-        arch = Arch.from_str(info["arch"])
-        num_classes = state["head.classifier.weight"].shape[0]
-        model = build(arch, num_classes=num_classes)
-        model.load_state_dict(state)
-        export_onnx(arch, run_dir / "best.onnx", resolution=config.resolution, model=model)
-        info["num_classes"] = int(num_classes)
-    atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2) + "\n")
-
-
-def _isnan(v: object) -> bool:
-    return isinstance(v, float) and v != v

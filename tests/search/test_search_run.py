@@ -47,9 +47,10 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """One real 3-trial CLI run (synflow prefilter on), shared by the tests below."""
+    """One real 3-trial CLI run (2 worker processes, synflow prefilter), shared below."""
     cwd = tmp_path_factory.mktemp("cli")
-    p = nas_search(*TINY_FLAGS, "--trials", "3", "--prefilter", "synflow", "--out", "run", cwd=cwd)
+    p = nas_search(*TINY_FLAGS, "--trials", "3", "--workers", "2", "--prefilter", "synflow",
+                   "--out", "run", cwd=cwd)
     assert p.returncode == 0, p.stderr[-3000:]
     return cwd / "run", p
 
@@ -279,3 +280,28 @@ def test_prefilter_discards_below_the_running_quantile(tmp_path: Path, monkeypat
         5.0, 4.0, 3.0, 2.0, 1.0, 10.0, 0.5]
     assert "below the running 50% quantile 3.5" in study.trials[4].user_attrs["skipped"]
     assert len(train.calls) == 6
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    code = {np.dtype(np.uint8): 0x08}[array.dtype]
+    head = bytes([0, 0, code, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(head + array.tobytes())
+
+
+def test_default_subset_falls_back_to_all_of_a_small_data_set(tmp_path: Path) -> None:
+    from hwnas.search.config import DEFAULT_TRAIN_SUBSET
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    _write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 256, (300, 28, 28), np.uint8))
+    _write_idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 3, 300).astype(np.uint8))
+    cfg = dict(data=str(folder), val_size=100, train_subset=None)
+    comp = Components.build(tiny_config(tmp_path / "r", **cfg), tmp_path / "r")
+    assert DEFAULT_TRAIN_SUBSET > 200 and len(comp.data.train_y) == 200
+    comp = Components.build(tiny_config(tmp_path / "r", **{**cfg, "train_subset": 150}),
+                            tmp_path / "r")
+    assert len(comp.data.train_y) == 150
+    with pytest.raises(ValueError, match="train_subset"):
+        Components.build(tiny_config(tmp_path / "r", **{**cfg, "train_subset": 500}),
+                         tmp_path / "r")

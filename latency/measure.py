@@ -37,11 +37,15 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import remote_measure as rm
 from .graphs import check_key, empty_model, key_model
 from .keys import LayerKey
 from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
+
+if TYPE_CHECKING:
+    from hwnas.space.spec import Arch
 
 FLUSH_MB = 12.0  # see the module docstring: measured, not derived
 MIN_TIME_MS = 5.0  # timed milliseconds per model before the median is trusted
@@ -79,6 +83,9 @@ def _pinned(cpus: Sequence[int]) -> Iterator[list[int]]:
 
 class LocalRunner(Runner):
     """Measures ONNX models with onnxruntime on this machine's CPU (see the module docstring).
+
+    :meth:`measure` takes paths, as every runner does, or serialized models
+    (``bytes``), which skip the file system.
 
     Args:
         cpus: cores to use, ``threads`` per worker (default: the allowed
@@ -303,7 +310,7 @@ def _measure_files(
 
 # --- whole networks ----------------------------------------------------------
 def measure_arch(
-    arch,
+    arch: Arch,
     resolution: int = 224,
     runner: Runner | None = None,
     *,

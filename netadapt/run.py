@@ -235,6 +235,7 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
         summary["initial"]["measured_ms"] = _measure_host(p.target, Arch.from_str(init["arch"]),
                                                           cfg.resolution)
         summary["final"]["measured_ms"] = _measure_host(p.target, arch, cfg.resolution)
+    io.write_history(out, rows)  # also when no iteration was needed
     io.plot_trajectory(out / "trajectory.png", rows, (init["latency_ms"], init["accuracy"]),
                        (state["latency_ms"], acc), p.goal_ms)
     io.write_json(out / "final.json", summary)

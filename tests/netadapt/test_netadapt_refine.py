@@ -152,3 +152,14 @@ def test_cli_bad_yaml_exit_code(tmp_path):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "not valid YAML" in r.stderr and "line" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_goal_already_met_needs_no_iteration(tmp_path, tiny_raw):
+    raw = {**tiny_raw, "goal": "1000ms", "long_term": {"epochs": 0}}
+    assert _run_cli(tmp_path, raw) == 0
+    out = tmp_path / "out"
+    s = json.loads((out / "final.json").read_text())
+    assert s["iterations"] == 0 and s["goal_met"] and s["final"]["arch"] == s["initial"]["arch"]
+    assert s["final"]["accuracy"] == s["initial"]["accuracy"]  # no long-term fine-tune
+    assert pd.read_parquet(out / "history.parquet").empty
+    assert (out / "trajectory.png").is_file() and (out / "final.onnx").is_file()

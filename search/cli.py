@@ -179,14 +179,17 @@ def _summary(run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    config: SearchConfig | None = None
     try:
         import optuna
 
         # The progress bar and the final table say what Optuna's per-trial log would.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         config = config_from_args(args)
-        from .run import run_search
+        from .run import default_run_dir, run_search
 
+        if not config.out:  # fixed now, so an interrupted run can say where it is
+            config = config.model_copy(update={"out": str(default_run_dir(config))})
         if args.quiet:
             run_dir = run_search(config, resume=args.resume)
         else:
@@ -195,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nas-search: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nas-search: interrupted; continue with --resume --out RUN_FOLDER", file=sys.stderr)
+        where = config.out if config is not None and config.out else "RUN_FOLDER"
+        print(f"nas-search: interrupted; continue with: nas-search --resume --out {where}",
+              file=sys.stderr)
         return 130
     _summary(run_dir)
     return 0

@@ -311,6 +311,10 @@ def run_search(config: SearchConfig, resume: bool = False,
             else:
                 _run_local(comp, progress)
         write_results(config, run_dir, open_study(config, run_dir, create=False))
+    except KeyboardInterrupt:
+        if started:  # keep what finished readable; the run continues with --resume
+            write_results(config, run_dir, open_study(config, run_dir, create=False))
+        raise
     except Exception:
         if created and not started:  # nothing of value there yet
             lock.release()

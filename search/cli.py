@@ -160,17 +160,17 @@ def _summary(run_dir: Path) -> None:
              f"{run.config.get('target')}")
     table = Table(title=title)
     for col in ("trial", "latency (ms)", "accuracy", "reward"):
-        table.add_column(col, justify="right")
-    table.add_column("arch", overflow="fold")
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("arch", overflow="fold")  # whole, folded: it can be pasted back
     rows = (run.pareto.sort_values("latency_ms") if pareto
             else done.sort_values(["reward", "number"], ascending=[False, True]).head(SUMMARY_ROWS))
     for _, r in rows.iterrows():
         reward = "-" if r["reward"] != r["reward"] else f"{r['reward']:.4f}"
-        table.add_row(str(r["number"]), f"{r['latency_ms']:.2f}", f"{r['accuracy']:.4f}",
-                      reward, str(r["arch"]))
+        table.add_row(str(r["number"]), f"{r['latency_ms']:.2f}", f"{r['accuracy']:.4f}", reward,
+                      str(r["arch"]))
     con.print(table)
     if run.best:
-        con.print(f"best: trial {run.best['number']}, {run.best['latency_ms']:.2f} ms, "
+        con.print(f"best: trial {run.best['number']}, {run.best['latency_ms']:.2f} ms predicted, "
                   f"accuracy {run.best['accuracy']:.4f}")
     else:
         con.print("no trial finished training: no best network")

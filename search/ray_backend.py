@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,8 @@ from .config import SearchConfig, parse_config
 KILL_ONCE_ENV = "HWNAS_TEST_KILL_WORKER_ONCE"
 
 _COMPONENTS: dict[str, object] = {}
+PROGRESS_POLL_S = 2.0
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 class _StorageTrial:
@@ -149,12 +152,6 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
         tune.with_parameters(_trainable, config_yaml=config.to_yaml(), run_dir=str(run_dir.resolve())),
         {"cpu": cpus, "gpu": gpus})
 
-    class _Progress(tune.Callback):
-        def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-            if progress:
-                study = open_study(config, run_dir, create=False)
-                progress(finished_count(study), config.trials, best_value(study))
-
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
@@ -162,14 +159,37 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
                                     time_budget_s=config.timeout_s),
         run_config=tune.RunConfig(name="ray", storage_path=str((run_dir / "ray").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=config.max_failures),
-                                  callbacks=[_Progress()], verbose=0),
+                                  verbose=0),
     )
+    done = threading.Event()
+
+    def report() -> None:  # polls the study: Tune pickles its callbacks, a progress bar won't
+        study = open_study(config, run_dir, create=False)
+        stop = False
+        while not stop:
+            stop = done.wait(PROGRESS_POLL_S)
+            progress(finished_count(study), config.trials, best_value(study))
+
+    poller = threading.Thread(target=report, daemon=True) if progress else None
+    # Ray Tune's new console output prints an experiment table even at verbose=0;
+    # the legacy reporter honours it (our progress bar says what is needed).
+    old_output = os.environ.get(NEW_OUTPUT_ENV)
+    os.environ[NEW_OUTPUT_ENV] = "0"
     try:
+        if poller:
+            poller.start()
         with warnings.catch_warnings():
             # Sampling asks Optuna ~40 questions and predicts latency: about a second
             # on SQLite, which Ray flags as slow for a define-by-run space.
             warnings.filterwarnings("ignore", message="Define-by-run function")
             tuner.fit()
     finally:
+        if old_output is None:
+            os.environ.pop(NEW_OUTPUT_ENV, None)
+        else:
+            os.environ[NEW_OUTPUT_ENV] = old_output
+        done.set()
+        if poller:
+            poller.join()
         if started_here:
             ray.shutdown()

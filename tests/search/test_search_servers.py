@@ -46,8 +46,11 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def test_ray_backend_completes(local_ray: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
     run_dir = run_search(tiny_config(tmp_path / "run", trials=2, backend="ray", workers=2,
-                                     sampler="random"))
+                                     sampler="random"),
+                         progress=lambda done, total, best: seen.append((done, total)))
+    assert seen and seen[-1] == (2, 2)  # a progress bar (not picklable) was fed
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
     run = load_run(run_dir)

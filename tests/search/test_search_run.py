@@ -7,8 +7,10 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -125,20 +127,30 @@ def test_notebook_executes_on_a_run(tiny_run, monkeypatch: pytest.MonkeyPatch) -
 
 
 # ------------------------------------------------------ kill -9 and resume ---
-def _wait_for_running_trial(proc: subprocess.Popen, run_dir: Path) -> pd.DataFrame:
+def _wait_for_running_trial(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Return once a trial has finished and another is training (its arch is set).
+
+    Polls the SQLite file read-only with plain SQL: milliseconds per look, so
+    the few seconds a tiny trial trains are not missed.
+    """
+    db = run_dir / "study.db"
     deadline = time.monotonic() + KILL_WAIT_S
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        if (run_dir / "study.db").exists():
+        if db.exists():
             try:
-                df = study_trials(run_dir)
-            except Exception:  # the study is being created or written
-                df = None
-            if df is not None and len(df):
-                running = (df["state"] == "RUNNING") & df["arch"].notna()
-                if (df["state"] == "COMPLETE").sum() >= 1 and running.any():
-                    return df
-        time.sleep(0.2)
+                with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)) as con:
+                    complete = con.execute(
+                        "SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+                    training = con.execute(
+                        "SELECT COUNT(*) FROM trials t JOIN trial_user_attributes a "
+                        "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' "
+                        "AND a.key = 'arch'").fetchone()[0]
+            except sqlite3.Error:  # tables not created yet, or locked for a moment
+                complete = training = 0
+            if complete >= 1 and training >= 1:
+                return
+        time.sleep(0.05)
     raise AssertionError("no trial was running after a finished one")
 
 
@@ -151,7 +163,8 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     try:
         _wait_for_running_trial(proc, run_dir)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     before = study_trials(run_dir)
     done_before = before[before["state"] == "COMPLETE"].set_index("number")

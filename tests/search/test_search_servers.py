@@ -46,9 +46,10 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def test_ray_backend_completes(local_ray: Path, tmp_path: Path) -> None:
+    """Two concurrent Ray trials of a multi-objective (pareto) search."""
     seen: list[tuple[int, int]] = []
     run_dir = run_search(tiny_config(tmp_path / "run", trials=2, backend="ray", workers=2,
-                                     sampler="random"),
+                                     reward="pareto"),
                          progress=lambda done, total, best: seen.append((done, total)))
     assert seen and seen[-1] == (2, 2)  # a progress bar (not picklable) was fed
     for name in RUN_FILES:
@@ -56,6 +57,9 @@ def test_ray_backend_completes(local_ray: Path, tmp_path: Path) -> None:
     run = load_run(run_dir)
     assert list(run.trials["state"]) == ["COMPLETE", "COMPLETE"]
     assert run.trials["accuracy"].between(0, 1).all() and run.best is not None
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'study.db'}")
+    for t in study.trials:  # Ray reported (accuracy, latency) for the two objectives
+        assert t.values == [t.user_attrs["accuracy"], t.user_attrs["latency_ms"]]
     assert (run_dir / "ray").is_dir()  # Ray Tune's own records sit beside the study
 
 

@@ -130,7 +130,7 @@ class MeasuredTarget(Target):
             progress: called with the number of keys stored after each chunk.
 
         Returns:
-            How many keys were measured.
+            How many keys were measured (keys another process stored meanwhile are skipped).
         """
         self.table = self.table.reload()
         missing = self.table.missing(list(keys))
@@ -138,13 +138,18 @@ class MeasuredTarget(Target):
             return 0
         chunks = [missing[i : i + FILL_CHUNK] for i in range(0, len(missing), FILL_CHUNK)]
         if workers <= 1:
+            measured = 0
             for chunk in chunks:
-                self._store(
-                    *_measure(chunk, self.runner, self.key_runs, self.key_warmup, self.threads)
-                )
+                todo = self.table.missing(chunk)  # each store re-reads: skip what others stored
+                if todo:
+                    stats, over = _measure(
+                        todo, self.runner, self.key_runs, self.key_warmup, self.threads
+                    )
+                    self._store(stats, over)
+                    measured += len(todo)
                 if progress:
                     progress(len(chunk))
-            return len(missing)
+            return measured
         self._fill_parallel(chunks, workers, progress)
         return len(missing)
 

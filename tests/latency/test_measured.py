@@ -118,6 +118,24 @@ def test_fill_skips_keys_another_process_stored(tmp_path: Path, counted: list[La
     assert t.table[keys[0]].median == 9.0
 
 
+def test_fill_skips_keys_stored_meanwhile(tmp_path: Path, monkeypatch) -> None:
+    """Keys another process stores while a fill runs are not measured again."""
+    monkeypatch.setattr(measured_mod, "FILL_CHUNK", 4)
+    t = _target(tmp_path)
+    keys = list(dict.fromkeys(layer_keys(LARGE, RES)))
+    asked: list[LayerKey] = []
+
+    def racing(chunk, runner, runs, warmup, threads):
+        if not asked:  # meanwhile "another process" stores the next chunk
+            LatencyTable.load(t.table.path).update({k: Stats(7.0, 7.0, 7.0, 5) for k in keys[4:8]})
+        asked.extend(chunk)
+        return {k: Stats(1.0, 1.0, 1.0, 5) for k in chunk}, OVERHEAD_MS
+
+    monkeypatch.setattr(measured_mod, "_measure", racing)
+    assert t.fill(keys) == len(keys) - 4
+    assert not set(asked) & set(keys[4:8]) and t.table[keys[5]].median == 7.0
+
+
 def test_breakdown_has_an_overhead_row_and_sums_to_predict(tmp_path: Path, counted) -> None:
     t = _target(tmp_path)
     frame = t.breakdown(SMALL, RES)

@@ -66,10 +66,25 @@ def _arch(text: str) -> Arch:
                          f"nor an arch string ({e})") from None
 
 
+def _write(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out)
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     arch = _arch(args.arch)
-    rows = []
+    rows: list[dict] = []
+    report = {
+        "benchmark": "trial_time", "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu")},
+        "arch": args.arch, "data": args.data, "resolution": args.resolution,
+        "val_size": args.val_size, "rows": rows, "prefilter": {},
+    }
     for subset, epochs, lr in itertools.product(args.subset, args.epochs, args.lr):
         t0 = time.perf_counter()
         data = load_dataset(args.data, resolution=args.resolution, val_size=args.val_size,
@@ -95,7 +110,8 @@ def run(args: argparse.Namespace) -> dict:
             print(f"subset {subset:6d}  epochs {epochs}  lr {lr:<6g} seed {row['seed']}  "
                   f"acc {acc:.4f}  steps {steps:4d}  wall {wall:6.1f} s  cpu-share "
                   f"{row['cpu_share']:.2f}  load {row['loadavg_1m']}", flush=True)
-    prefilter = {}
+            _write(args.out, report)  # after every row, so an interrupted sweep keeps its rows
+    prefilter = report["prefilter"]
     for method in PREFILTER_METHODS:
         times = []
         for rep in range(3):
@@ -104,14 +120,7 @@ def run(args: argparse.Namespace) -> dict:
             times.append(time.perf_counter() - t0)
         prefilter[method] = {"median_s": round(sorted(times)[1], 3), "score_seed2": score}
         print(f"prefilter {method}: median {sorted(times)[1]:.3f} s (3 runs)")
-    return {
-        "benchmark": "trial_time", "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu")},
-        "arch": args.arch, "data": args.data, "resolution": args.resolution,
-        "val_size": args.val_size, "rows": rows, "prefilter": prefilter,
-    }
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError) as e:
         print(f"trial_time: {e}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    _write(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

@@ -323,7 +323,12 @@ def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int =
     train_idx = np.sort(perm[val_size:val_size + (train_subset or left)])
     train_x, train_y = _prepare(raw, train_idx, str(spec), resolution)
     val_x, val_y = _prepare(raw, val_idx, str(spec), resolution)
-    return Dataset(raw.name, raw.source, raw.num_classes, resolution, train_x, train_y, val_x, val_y)
+    name = DEFAULT_SPEC if str(spec).lower() in FASHION_MNIST_ALIASES else _folder_name(spec)
+    return Dataset(name, raw.source, raw.num_classes, resolution, train_x, train_y, val_x, val_y)
+
+
+def _folder_name(spec: str | Path) -> str:
+    return Path(spec).expanduser().resolve().name
 
 
 def load_test_split(spec: str = DEFAULT_SPEC, resolution: int = 32

@@ -129,7 +129,7 @@ def test_image_folder(tmp_path: Path) -> None:
             _png(root / "train" / cls / f"{i}.png", value + i, (40, 30), "L" if i % 2 else "RGB")
         _png(root / "test" / cls / "0.png", value, (20, 20))
     d = load_dataset(str(root), resolution=16, val_size=4, seed=0)
-    assert d.num_classes == 2 and d.name == "train"
+    assert d.num_classes == 2 and d.name == "imgs"
     assert d.train_x.shape == (8, 3, 16, 16) and set(d.train_y.tolist()) <= {0, 1}
     x, y = load_test_split(str(root), resolution=16)
     assert x.shape == (2, 3, 16, 16) and y.tolist() == [0, 1]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _ax(ax):  # noqa: ANN001, ANN202
@@ -29,10 +30,11 @@ def plot_rewards(trials: pd.DataFrame, ax=None):  # noqa: ANN001, ANN201
     col = "reward" if done["reward"].notna().any() or done.empty else "accuracy"
     y = done[col]
     ax.scatter(done["number"], y, s=14, alpha=0.7, label="trial")
-    ax.plot(done["number"], y.cummax(), color="C3", label="best so far")
+    ax.plot(done["number"], y.cummax(), color="C3", drawstyle="steps-post", label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(col)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return ax
 
@@ -48,15 +50,25 @@ def plot_accuracy_vs_latency(trials: pd.DataFrame, pareto: pd.DataFrame, referen
         ax.plot(p["latency_ms"], p["accuracy"], "-o", color="C3", ms=4, label="Pareto front")
     if target_ms:
         ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target {target_ms:g} ms")
-    for name, ms in (references or {}).items():
-        ax.axvline(ms, color="C2", lw=0.8, alpha=0.6)
-        ax.annotate(name, (ms, 0.02), xycoords=("data", "axes fraction"), rotation=90,
-                    fontsize=7, color="C2", va="bottom", ha="right")
+    # Reference nets as dotted lines named in the legend (their latencies crowd
+    # together, so labels on the plot would overlap).
+    refs = sorted((references or {}).items(), key=lambda kv: kv[1])
+    colors = _colors("viridis", len(refs))
+    for (name, ms), color in zip(refs, colors, strict=True):
+        ax.axvline(ms, color=color, lw=1.0, ls=":", label=f"{name} {ms:.1f} ms")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("validation accuracy")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     ax.grid(alpha=0.3)
     return ax
+
+
+def _colors(name: str, n: int) -> list:
+    """``n`` colours spread over a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[name]
+    return [cmap(0.9 * i / max(1, n - 1)) for i in range(n)]
 
 
 def save_run_plots(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, references: dict,
@@ -66,10 +78,9 @@ def save_run_plots(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, re
         ("acc_vs_latency.png",
          lambda ax: plot_accuracy_vs_latency(trials, pareto, references, target_ms, ax=ax)),
     ):
-        fig = Figure(figsize=(6, 4))
+        fig = Figure(figsize=(8, 4))
         FigureCanvasAgg(fig)
         draw(fig.add_subplot())
-        fig.tight_layout()
         tmp = run_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")  # keeps the legend beside the axes
         tmp.replace(run_dir / name)

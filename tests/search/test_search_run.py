@@ -98,7 +98,9 @@ def test_cli_run_leaves_a_complete_run_folder(tiny_run) -> None:
     # the end of the run prints the best nets and where the results are
     assert "Best networks" in p.stdout and "Results:" in p.stdout and "run" in p.stdout
     ax = run.plot_accuracy_vs_latency()
-    assert any(t.get_text() == "mobilenetv3_large" for t in ax.texts)
+    ref = run.config["reference_latency_ms"]["mobilenetv3_large"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"mobilenetv3_large {ref:.1f} ms" in legend
     run.plot_rewards()
 
 

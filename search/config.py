@@ -73,6 +73,7 @@ class SearchConfig(BaseModel):
     ray_address: str | None = None
     max_failures: int = Field(2, ge=0)
     storage: str | None = None
+    study: str | None = Field(None, description="Optuna study name (default: the run folder's)")
     out: str | None = None
     seed: int = 0
     num_classes: int | None = None

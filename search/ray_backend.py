@@ -38,7 +38,7 @@ class _StorageTrial:
         from .run import make_storage, study_name
 
         self.number = number
-        self._name = study_name(run_dir)
+        self._name = study_name(config, run_dir)
         self._storage = make_storage(config, run_dir)
         sid = self._storage.get_study_id_from_name(self._name)
         self._tid = self._storage.get_trial_id_from_study_id_trial_number(sid, number)
@@ -128,7 +128,7 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
     from .samplers import make_sampler
 
     storage = make_storage(config, run_dir)
-    sid = storage.get_study_id_from_name(study_name(run_dir))
+    sid = storage.get_study_id_from_name(study_name(config, run_dir))
     seed = config.seed + len(storage.get_all_trials(sid, deepcopy=False))  # as open_study
     define = _Define(config.to_yaml(), str(run_dir))
 
@@ -139,7 +139,7 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
     searcher = OptunaSearch(space=define, metric=metric, mode=mode,
                             sampler=make_sampler(config.sampler, seed=seed,
                                                  multi_objective=config.multi_objective),
-                            study_name=study_name(run_dir), storage=storage)
+                            study_name=study_name(config, run_dir), storage=storage)
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,

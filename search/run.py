@@ -61,9 +61,11 @@ def storage_url(config: SearchConfig, run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def study_name(run_dir: Path) -> str:
-    """One study per run folder (its name), so runs can share a PostgreSQL storage."""
-    return run_dir.resolve().name
+def study_name(config: SearchConfig, run_dir: Path) -> str:
+    """The run's study: named once, after its folder, so runs can share a
+    PostgreSQL storage; the name is kept in config.yaml, so a moved or renamed
+    run folder still finds its study."""
+    return config.study or run_dir.resolve().name
 
 
 def make_storage(config: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage:
@@ -94,11 +96,11 @@ def open_study(config: SearchConfig, run_dir: Path, create: bool,
     storage = make_storage(config, run_dir)
     seed = config.seed + seed_offset
     if not create:
-        sid = storage.get_study_id_from_name(study_name(run_dir))
+        sid = storage.get_study_id_from_name(study_name(config, run_dir))
         seed += len(storage.get_all_trials(sid, deepcopy=False))
     sampler = make_sampler(config.sampler, seed=seed, multi_objective=config.multi_objective)
     directions = ["maximize", "minimize"] if config.multi_objective else ["maximize"]
-    return optuna.create_study(study_name=study_name(run_dir), storage=storage,
+    return optuna.create_study(study_name=study_name(config, run_dir), storage=storage,
                                sampler=sampler, pruner=make_pruner(config.pruner),
                                directions=directions, load_if_exists=not create)
 
@@ -109,8 +111,8 @@ def _requeue_interrupted(config: SearchConfig, run_dir: Path) -> int:
     Only called while holding the run's lock, so no live process owns them.
     """
     storage = make_storage(config, run_dir)
-    study = optuna.load_study(study_name=study_name(run_dir), storage=storage)
-    study_id = storage.get_study_id_from_name(study_name(run_dir))
+    study = optuna.load_study(study_name=study_name(config, run_dir), storage=storage)
+    study_id = storage.get_study_id_from_name(study_name(config, run_dir))
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
@@ -163,7 +165,7 @@ def _check_storage(config: SearchConfig, run_dir: Path, resume: bool) -> None:
     except Exception as e:  # bad URL, server down, driver missing
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RunError(f"cannot open storage {config.storage!r}: {detail}") from None
-    name = study_name(run_dir)
+    name = study_name(config, run_dir)
     if resume and name not in names:
         raise RunError(f"cannot resume: storage {config.storage!r} has no study {name!r}")
     if not resume and name in names:
@@ -200,6 +202,8 @@ def prepare(config: SearchConfig, resume: bool = False,
     _check_storage(config, run_dir, resume)
     if with_data:
         comp.load_data()  # a missing data set is reported before anything is written
+    if not config.study:
+        config = config.model_copy(update={"study": study_name(config, run_dir)})
     if not config.reference_latency_ms:
         from hwnas.space.references import REFERENCE_NAMES, reference
 

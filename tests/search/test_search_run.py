@@ -320,3 +320,16 @@ def test_default_subset_falls_back_to_all_of_a_small_data_set(tmp_path: Path) ->
     with pytest.raises(ValueError, match="train_subset"):
         Components.build(tiny_config(tmp_path / "r", **{**cfg, "train_subset": 500}),
                          tmp_path / "r")
+
+
+def test_a_moved_run_folder_resumes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("hwnas.search.train.train", fake_train())
+    first = run_search(tiny_config(tmp_path / "run", trials=1, sampler="random"))
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    first.rename(moved)
+    from hwnas.search.cli import main
+
+    assert main(["--resume", "--out", str(moved), "--trials", "2", "--quiet"]) == 0
+    run = load_run(moved)
+    assert list(run.trials["number"]) == [0, 1] and run.config["study"] == "run"

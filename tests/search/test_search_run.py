@@ -104,11 +104,16 @@ def test_cli_run_leaves_a_complete_run_folder(tiny_run) -> None:
     run.plot_rewards()
 
 
-def test_rerun_into_the_same_folder_is_refused(tiny_run) -> None:
+def test_rerun_into_the_same_folder_is_refused(tiny_run, monkeypatch, capsys) -> None:
+    from hwnas.search.cli import main
+
     run_dir, _ = tiny_run
-    p = nas_search(*TINY_FLAGS, "--out", "run", cwd=run_dir.parent)
-    assert p.returncode == 2 and "already holds a run" in p.stderr
-    assert len(p.stderr.splitlines()) == 1
+    monkeypatch.chdir(run_dir.parent)
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert main([*TINY_FLAGS, "--out", "run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run: pass --resume" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
 def test_notebook_executes_on_a_run(tiny_run, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from searchkit import RUN_FILES, TINY_FLAGS, nas_search, study_trials, tiny_config
 from servers import postgres_server, skip_or_fail
 
 from hwnas.search import load_run
+from hwnas.search.cli import main
 from hwnas.search.ray_backend import KILL_ONCE_ENV
 from hwnas.search.run import run_search
 
@@ -75,7 +77,7 @@ def test_ray_worker_killed_mid_trial_is_retried(local_ray: Path, tmp_path: Path)
     assert tune_errors, "Ray Tune recorded no failure, so nothing was retried"
 
 
-def test_postgresql_storage(tmp_path: Path) -> None:
+def test_postgresql_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     with postgres_server() as url:
         plain = url.replace("postgresql+psycopg://", "postgresql://")
         p = nas_search(*TINY_FLAGS, "--trials", "2", "--storage", plain, "--out", "pgrun",
@@ -87,13 +89,14 @@ def test_postgresql_storage(tmp_path: Path) -> None:
         assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
         run = load_run(run_dir)
         assert list(run.trials["arch"]) == [t.user_attrs["arch"] for t in study.trials]
+        # (in-process from here: the CLI path itself ran above)
+        monkeypatch.chdir(tmp_path)
+        torch.set_num_threads(1)
         # a second run with the same name in the same database is refused, nothing written
-        p = nas_search(*TINY_FLAGS, "--storage", plain, "--out", "other/pgrun", "--quiet",
-                       cwd=tmp_path)
-        assert p.returncode == 2 and "already holds a study 'pgrun'" in p.stderr
+        code = main([*TINY_FLAGS, "--storage", plain, "--out", "other/pgrun", "--quiet"])
+        assert code == 2 and "already holds a study 'pgrun'" in capsys.readouterr().err
         assert not (tmp_path / "other").exists()
         # resuming adds trials to the same study
-        p = nas_search("--resume", "--out", "pgrun", "--trials", "3", "--quiet", cwd=tmp_path)
-        assert p.returncode == 0, p.stderr[-3000:]
+        assert main(["--resume", "--out", "pgrun", "--trials", "3", "--quiet"]) == 0
         assert len(optuna.load_study(study_name="pgrun", storage=url).trials) == 3
         assert len(load_run(run_dir).trials) == 3

@@ -207,19 +207,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_with_progress(config: SearchConfig, resume: bool) -> Path:
+    """Run with a progress bar that appears once the inputs are checked, so that
+    bad input prints its one line and nothing else."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .run import run_search
 
-    with Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("best reward {task.fields[best]}"), TimeElapsedColumn()) as bar:
-        task = bar.add_task("trials", total=config.trials, best="-")
+    bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("best reward {task.fields[best]}"), TimeElapsedColumn())
+    task = None
 
-        def progress(done: int, total: int, best: float | None) -> None:
-            bar.update(task, completed=done, total=total,
-                       best="-" if best is None else f"{best:.4f}")
+    def progress(done: int, total: int, best: float | None) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("trials", total=total, best="-")
+        bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
 
+    try:
         return run_search(config, resume=resume, progress=progress)
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -211,3 +211,23 @@ def test_help_lists_every_flag(capsys) -> None:
                  "--resume", "--seed", "--prefilter", "tpe", "nsga2", "random", "rl", "soft",
                  "hard", "abs", "pareto"):
         assert flag in out
+
+
+def test_bad_budget_with_the_progress_bar_prints_only_the_error(capsys, in_tmp: Path) -> None:
+    code = main(["--target", "pixel", "--lat", "1ms"])  # no --quiet: the bar would start
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_budget_check_on_an_unbuilt_host_table_measures_only_the_cheapest_net(
+        capsys, in_tmp: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwnas.latency import load_target
+    from hwnas.space.searchspace import get_space
+
+    monkeypatch.setenv("HWNAS_HOME", str(tmp_path_factory.mktemp("home")))
+    line = _usage_error(["--target", "host", "--lat", "0.01ms", "--quiet"], capsys, in_tmp)
+    assert get_space("mobilenetv3").smallest().to_str() in line
+    # only that net's layers were measured, not the whole space (thousands of keys)
+    assert 0 < len(load_target("host").table) <= get_space("mobilenetv3").smallest().depth + 2

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from . import remote_measure as rm
 from .graphs import check_key, empty_model, key_model
 from .keys import LayerKey
+from .remote._common import check_protocol
 from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
 
 if TYPE_CHECKING:
@@ -56,15 +57,6 @@ OVERHEAD_RUNS = 200  # the empty graph is ~5 us: many runs cost nothing
 CHUNK = 32  # keys per call of a generic (remote) runner, between progress reports
 GRAPH_SEED = 0
 CLOCK_CHOICES = ("auto", "cpu", "wall")
-
-
-def _check_protocol(runs: int, warmup: int, threads: int) -> None:
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
 
 
 @contextlib.contextmanager
@@ -197,7 +189,7 @@ class LocalRunner(Runner):
         threads: int = DEFAULT_THREADS,
     ) -> dict[str, Stats]:
         """Statistics per model name; models are paths or serialized ONNX bytes."""
-        _check_protocol(runs, warmup, threads)
+        check_protocol(runs, warmup, threads)
         cpus = self.worker_cpus(1, threads)[0]
         out: dict[str, Stats] = {}
         with _pinned(cpus):
@@ -248,7 +240,7 @@ def measure_keys(
     files in a temporary folder, ``CHUNK`` keys per call, and ``workers``
     must be 1.
     """
-    _check_protocol(runs, warmup, threads)
+    check_protocol(runs, warmup, threads)
     unique = list(dict.fromkeys(keys))
     for key in unique:
         check_key(key)
@@ -325,7 +317,7 @@ def measure_arch(
 
     from hwnas.space import build, export_onnx
 
-    _check_protocol(runs, warmup, threads)
+    check_protocol(runs, warmup, threads)
     if resolution < 1:
         raise ValueError(f"resolution must be >= 1, got {resolution}")
     runner = runner if runner is not None else LocalRunner()

@@ -34,10 +34,10 @@ from rich.table import Table
 from .counts import breakdown
 from .notation import STAGE_SEP
 from .references import REFERENCE_NAMES, reference
+from .searchspace import SPACE_NAMES, get_space
 from .spec import Arch
 
 EXIT_USAGE = 2  # argparse's (and the shell's) code for bad usage
-EXIT_UNAVAILABLE = 1  # a part of hwnas this command needs is missing: not the user's fault
 MAX_WIDTH = 4.0  # reference() accepts width multipliers in (0, 4]
 DEFAULT_RESOLUTION = 224  # ImageNet evaluation size used by the papers
 DEFAULT_CLASSES = 1000  # ImageNet-1k
@@ -104,31 +104,12 @@ def summarize(arch: Arch, resolution: int = DEFAULT_RESOLUTION,
     }
 
 
-class SpacesUnavailable(RuntimeError):
-    """``hwnas.space.searchspace`` is not installed (yet)."""
-
-
-def _space_registry() -> tuple[tuple[str, ...], Any]:
-    """(space names, ``get_space``); raises :class:`SpacesUnavailable` without the module."""
-    try:
-        from .searchspace import SPACE_NAMES, get_space
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.searchspace":
-            raise
-        raise SpacesUnavailable(f"search spaces are unavailable: {e.name} is not installed") from None
-    return tuple(SPACE_NAMES), get_space
-
-
 def sample_arch(space: str, seed: int | None = None) -> Arch:
     """One architecture drawn from search space ``space`` with ``np.random.default_rng(seed)``.
 
     Raises:
         ValueError: unknown space name (the message lists the known ones).
-        SpacesUnavailable: the search-space module is missing.
     """
-    names, get_space = _space_registry()
-    if space not in names:
-        raise ValueError(f"unknown search space {space!r}: known are {', '.join(names)}")
     return get_space(space).sample_random(np.random.default_rng(seed))
 
 
@@ -246,11 +227,6 @@ def _cmd_sample(args: argparse.Namespace, console: Console) -> None:
 
 
 def _cmd_list(args: argparse.Namespace, console: Console) -> None:
-    try:
-        spaces, _ = _space_registry()
-    except SpacesUnavailable as e:
-        spaces = ()
-        print(f"nas-space list: note: {e}", file=sys.stderr)
     table = Table(title="nas-space names", title_justify="left")
     table.add_column("kind")
     table.add_column("name")
@@ -259,7 +235,7 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> None:
     for name in REFERENCE_NAMES:
         a = reference(name)
         table.add_row("reference", name, f"{a.params():,}", f"{a.madds():,}")
-    for name in spaces:
+    for name in SPACE_NAMES:
         table.add_row("space", name, "", "")
     console.print(table)
 
@@ -268,7 +244,7 @@ _COMMANDS = {"show": _cmd_show, "sample": _cmd_sample, "list": _cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``nas-space``; returns the exit code (0; 2 for bad input; 1 when search spaces are missing)."""
+    """Run ``nas-space``; returns the exit code (0; 2 for bad input)."""
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
@@ -279,9 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"nas-space {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except SpacesUnavailable as e:
-        print(f"nas-space {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     return 0
 
 

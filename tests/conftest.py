@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hwnas.space import Arch, build, export_onnx
 from torch import nn
+
+from hwnas.space import Arch, build, export_onnx
 
 
 def count_torch_madds(model: nn.Module, resolution: int, in_chs: int = 3) -> int:

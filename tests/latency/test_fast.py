@@ -12,8 +12,8 @@ from hwnas.latency.fast import SpaceLatency, space_keys, space_structure
 from hwnas.latency.keys import LayerKey, layer_keys
 from hwnas.latency.pixel import load_pixel_target
 from hwnas.latency.target import SOURCE_MEASURED, Target
+from hwnas.space import searchspace
 
-searchspace = pytest.importorskip("hwnas.space.searchspace")
 SPACES = ("mobilenetv3", "mnasnet")
 N_RANDOM = 150
 TOL_MS = 1e-9

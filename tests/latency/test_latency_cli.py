@@ -211,7 +211,6 @@ REAL_RES = "32"
 def test_build_predict_measure_validate_on_host(
     capsys, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("hwnas.latency.measure")
     from hwnas.latency import fast
 
     few = fast.space_keys("mnasnet", 32)[:12]

@@ -26,6 +26,7 @@ from hwnas.latency.runner import Runner, RunnerError, Stats
 from hwnas.latency.table import META_FILE, LatencyTable, TableError
 from hwnas.latency.target import OVERHEAD_PART
 from hwnas.space.references import reference
+from hwnas.space.searchspace import get_space
 
 OVERHEAD_MS = 0.25  # what the fake runtime charges per call
 RES = 64
@@ -167,7 +168,6 @@ def test_chunks_are_stored_as_they_finish(tmp_path: Path, monkeypatch) -> None:
 
 def test_real_measure_keys_with_a_fake_runner(tmp_path: Path) -> None:
     """Through hwnas.latency.measure: the runner sees only missing keys, overhead is subtracted."""
-    pytest.importorskip("hwnas.latency.measure")
     runner = FakeRunner()
     t = _target(tmp_path, runner)
     small = layer_keys(SMALL, RES)
@@ -268,7 +268,7 @@ def test_corrupt_user_table(home: Path) -> None:
 
 
 def test_predict_many_index_path_on_a_measured_target(tmp_path: Path, counted) -> None:
-    space = pytest.importorskip("hwnas.space.searchspace").get_space("mnasnet")
+    space = get_space("mnasnet")
     t = _target(tmp_path)
     idx = space.sample_indices(np.random.default_rng(0), 5)
     fast = t.predict_many(idx, space=space, resolution=RES)
@@ -281,7 +281,6 @@ REAL_RES = 32  # tiny layers: each is timed for measure.MIN_TIME_MS anyway
 
 
 def test_host_fills_on_demand_with_the_local_runner(home: Path) -> None:
-    pytest.importorskip("hwnas.latency.measure")
     t = load_target("host")
     arch = reference("mobilenetv3_small")
     ms = t.predict(arch, REAL_RES)
@@ -297,7 +296,6 @@ def test_host_fills_on_demand_with_the_local_runner(home: Path) -> None:
 
 
 def test_parallel_fill_with_two_local_workers(home: Path) -> None:
-    pytest.importorskip("hwnas.latency.measure")
     t = load_target("host")
     keys = list(dict.fromkeys(layer_keys(reference("mnasnet_small"), REAL_RES)))
     assert t.fill(keys, workers=2) == len(keys)

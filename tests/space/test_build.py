@@ -8,9 +8,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
+
 from hwnas.space import Arch, BlockSpec, HeadSpec, StemSpec, build, export_onnx, reference
 from hwnas.space.spec import ACTIVATIONS, KERNELS
-from torch import nn
 
 ONNX_TOL = 1e-4
 MIN_LOGIT_STD = 0.05  # randomised nets give O(0.1-1) logits; near-zero ones would prove nothing

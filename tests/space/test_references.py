@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hwnas.space import REFERENCE_NAMES, build, make_divisible, reference
 
 # (params, MAdds) at 1000 classes and 224x224; equal to timm's models of the

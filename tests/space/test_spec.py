@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from hwnas.space import (
     REFERENCE_NAMES,
     Arch,

@@ -93,6 +93,14 @@ def compare_onnx(arch: Arch, folder: Path, resolution: int = 64, seed: int = 0,
     return expected, got
 
 
+@pytest.fixture(autouse=True)
+def _private_hwnas_home(tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the user's targets (``~/.cache/hwnas``): one
+    throw-away ``$HWNAS_HOME`` per session unless a test sets its own."""
+    monkeypatch.setenv("HWNAS_HOME", str(tmp_path_factory.getbasetemp() / "hwnas-home"))
+
+
 @pytest.fixture
 def torch_madds() -> Callable[..., int]:
     return count_torch_madds

@@ -7,10 +7,12 @@ Fashion-MNIST train split at 32x32: about 81% test accuracy after 1 epoch and
 the same way with :func:`hwnas.search.train.train` on all 60,000 train
 images and scores the 10,000 test images (a benchmark, not a search).
 
-Run from the repository root (``nice`` it on a shared machine)::
+Run from the repository root (``nice`` it on a shared machine; on a busy machine
+``OMP_WAIT_POLICY=PASSIVE`` avoids OpenMP spin-waiting, see docs/benchmarks.md)::
 
     nice -n 10 .venv/bin/python bench/reference_recipe.py              # 1 epoch
     nice -n 10 .venv/bin/python bench/reference_recipe.py --epochs 5
+    nice -n 10 .venv/bin/python bench/reference_recipe.py --bn-recalibration 0  # running BN stats
 
 Prints the result and writes ``results/benchmarks/reference_recipe_e<N>.json``.
 """
@@ -30,7 +32,13 @@ from pathlib import Path
 import torch
 
 from hwnas.search.data import DataError, Dataset, load_dataset, load_test_split
-from hwnas.search.train import DEFAULT_LR, NonFiniteLoss, TrainConfig, train
+from hwnas.search.train import (
+    DEFAULT_BN_RECALIBRATION,
+    DEFAULT_LR,
+    NonFiniteLoss,
+    TrainConfig,
+    train,
+)
 from hwnas.space import reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=DEFAULT_LR)
+    ap.add_argument("--bn-recalibration", type=int, default=DEFAULT_BN_RECALIBRATION,
+                    help="images for re-estimating BN statistics before testing (0: off)")
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -65,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = full_train_with_test(args.data, args.resolution)
         config = TrainConfig(epochs=args.epochs, lr=args.lr, resolution=args.resolution,
-                             seed=args.seed, device=args.device)
+                             seed=args.seed, device=args.device,
+                             bn_recalibration=args.bn_recalibration)
     except (DataError, ValueError) as e:
         print(f"reference_recipe: {e}", file=sys.stderr)
         return 2
@@ -94,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version(),
                     "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu")},
     }
-    out = args.out or OUT_DIR / f"reference_recipe_e{args.epochs}.json"
+    bn = "" if args.bn_recalibration == DEFAULT_BN_RECALIBRATION else f"_bn{args.bn_recalibration}"
+    out = args.out or OUT_DIR / f"reference_recipe_e{args.epochs}{bn}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -52,7 +52,7 @@ class DataError(ValueError):
     """The proxy-task data is missing or malformed (one line: where, and how to fix)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """A proxy task held in memory: normalised float32 images and int64 labels."""
 

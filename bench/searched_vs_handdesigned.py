@@ -27,7 +27,9 @@ Run from the repository root (the host table is built once, see docs/latency.md)
 
 Writes ``results/benchmarks/searched_vs_handdesigned/`` (or ``--out``):
 ``nets.json`` (what was picked and why), ``results.csv``, ``summary.json``,
-``accuracy_vs_latency.png``, and prints a markdown table.
+``accuracy_vs_latency.png``, and prints a markdown table. Each training's
+result is kept in ``trained/``; running again with more ``--train-seeds``
+trains only the new seeds.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import glob
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -106,6 +109,19 @@ def _search(target: str, lat: str, args: argparse.Namespace, out: Path) -> Path:
         "train_subset": args.search_subset, "val_size": args.search_val, "seed": 0,
         "out": str(run_dir)})
     return run_search(cfg)
+
+
+RESULT_KEYS = ("val_accuracy", "test_accuracy", "train_s", "params_10cls")
+RECIPE_KEYS = ("arch", "seed", "epochs", "resolution", "train_subset", "val_size")
+
+
+def _cache_path(out: Path, job: dict) -> Path:
+    """Where the result of training ``job`` (one arch, seed and recipe) is kept."""
+    key = json.dumps({k: job[k] for k in RECIPE_KEYS}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    path = out / "trained" / f"{job['net']}-s{job['seed']}-{digest}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _train_one(job: dict) -> dict:
@@ -225,13 +241,17 @@ def main(argv: list[str] | None = None) -> int:
              "train_subset": args.train_subset, "val_size": args.val_size}
             for s in range(args.train_seeds) for t, p in picks.items()
             for n, v in p["nets"].items()]
-    print(f"training {len(jobs)} nets, {args.parallel} at a time", flush=True)
-    rows = []
+    # One training per (arch, seed, recipe): kept in trained/, shared between targets and runs.
+    todo = list({_cache_path(args.out, j): j for j in jobs
+                 if not _cache_path(args.out, j).exists()}.values())
+    print(f"training {len(todo)} nets ({len(jobs)} wanted), {args.parallel} at a time",
+          flush=True)
     with mp.get_context("spawn").Pool(args.parallel, maxtasksperchild=1) as pool:
-        for r in pool.imap_unordered(_train_one, jobs):
-            rows.append(r)
+        for r in pool.imap_unordered(_train_one, todo):
+            _write_json(_cache_path(args.out, r), {k: r[k] for k in RESULT_KEYS})
             print(f"  {r['target']} {r['net']} seed {r['seed']}: test {r['test_accuracy']:.4f} "
                   f"({r['train_s']:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
+    rows = [j | json.loads(_cache_path(args.out, j).read_text()) for j in jobs]
     df = pd.DataFrame(rows).sort_values(["target", "net", "seed"])
     df.to_csv(args.out / "results.csv", index=False)
     _plot(df, goals, args.out / "accuracy_vs_latency.png")

@@ -69,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--reward", choices=REWARDS, default=None,
       help="soft/hard: MnasNet ACC*(LAT/TAR)^w; abs: TuNAS ACC+beta*|LAT/TAR-1|; pareto: multi-objective")
     a("--w", type=float, default=None, help="override the reward exponent (MnasNet) or beta (TuNAS)")
-    a("--epochs", type=int, default=None, help="proxy training epochs per trial (default 1)")
+    a("--epochs", type=int, default=None, help="proxy training epochs per trial (default 2)")
     a("--proxy-resolution", type=int, default=None,
       help="training resolution of the proxy task (default 32); latency uses --resolution")
     a("--resolution", type=int, default=None, help="deployment resolution for latency (default 224)")
     a("--train-subset", type=int, default=None,
-      help="train on this many images of the train split (default 20000, or all if fewer)")
+      help="train on this many images of the train split (default 10000, or all if fewer)")
     a("--val-size", type=int, default=None,
       help="held-out images carved from the train split to score nets (default 5000)")
     a("--lr", type=float, default=None, help="proxy training peak learning rate")

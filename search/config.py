@@ -26,17 +26,17 @@ PREFILTERS = ("none", "synflow", "naswot")
 
 # Default budget: "with only --target and --lat, something sensible in about
 # 10 minutes on 2 cores". A default trial trains on DEFAULT_TRAIN_SUBSET images
-# for one epoch at 32 px and scores on 5000 held-out ones: ~2 ms of one core per
-# training image and ~0.6 ms per validation image for nets of this space
-# (measured here, see docs/search.md), so ~45 core-seconds, 25-45 s of wall time
-# on 2 cores. 16 trials fit in ~10 minutes; the timeout stops starting new
-# trials after 10 minutes on slower machines.
+# for DEFAULT_EPOCHS epochs at 32 px and scores on 5000 held-out ones:
+# MobileNetV3-Large took 34 s and reached 0.837 validation accuracy on the
+# development machine (bench/trial_time.py, docs/benchmarks.md); 20000 images x
+# 1 epoch cost as much (38.5 s) for the same accuracy (0.835), but two epochs
+# give the pruner a report to stop a weak trial at. 16 trials fit in ~10 minutes;
+# the timeout stops starting new trials after 10 minutes on slower machines.
 DEFAULT_TRIALS = 16
 DEFAULT_TIMEOUT_S = 600.0
-# Training images per trial when --train-subset is not given (all there are if
-# fewer): the proxy size bench/trial_time.py proposes for Fashion-MNIST
-# (DEFAULT_SUBSET there; a third of the 55000 left after validation).
-DEFAULT_TRAIN_SUBSET = 20000
+DEFAULT_EPOCHS = 2
+# Training images per trial when --train-subset is not given (all there are if fewer).
+DEFAULT_TRAIN_SUBSET = 10000
 # Hard reward: a candidate predicted this much over budget is not trained.
 DEFAULT_SKIP_FACTOR = 1.25
 
@@ -57,7 +57,7 @@ class SearchConfig(BaseModel):
     sampler: Literal["tpe", "nsga2", "random", "rl"] | None = None
     reward: Literal["soft", "hard", "abs", "pareto"] = "soft"
     w: float | None = None
-    epochs: int = Field(1, ge=1)
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1)
     proxy_resolution: int = Field(32, ge=16, le=512)
     resolution: int = Field(224, ge=32, le=1024, description="deployment resolution for latency")
     train_subset: int | None = Field(None, ge=64, description="None: DEFAULT_TRAIN_SUBSET or all")

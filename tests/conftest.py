@@ -7,8 +7,12 @@ with randomised BatchNorm statistics and compares onnxruntime with torch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+
+# As the CLIs do (hwnas.search / hwnas.netadapt): no OpenMP spin-waiting on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest

@@ -18,6 +18,10 @@ Then reports, for docs/benchmarks.md:
   flattered by the extra training the refined net received.
 
     nice -n 10 .venv/bin/python bench/netadapt_v3.py --budget reduced
+
+``--input-run RUN`` refines the best net of a ``nas-search`` run folder
+(``best.json`` + ``best.pt``) instead, with the same settings: NetAdapt applied
+to a searched net (benchmark 5 of docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def main() -> None:
     ap.add_argument("--budget", choices=("full", "reduced"), default="reduced")
     ap.add_argument("--out", default=None, help="output folder (default results/bench-netadapt-<budget>)")
     ap.add_argument("--no-control", action="store_true", help="skip the fine-tuned-input control")
+    ap.add_argument("--input-run", default=None,
+                    help="refine the best net of this nas-search run folder instead of MobileNetV3-Large")
     args = ap.parse_args()
 
     raw = yaml.safe_load(EXAMPLE.read_text())
@@ -68,11 +74,14 @@ def main() -> None:
         raw.update(REDUCED)
     out = Path(args.out or f"results/bench-netadapt-{args.budget}")
     raw["out"] = str(out)
-    weights = out.parent / f"{out.name}-input.pt"
-    raw["input"] = {"reference": "mobilenetv3_large", "weights": str(weights)}
-    t0 = time.perf_counter()
+    if args.input_run:
+        weights = Path(args.input_run) / "best.pt"
+        raw["input"] = {"run": args.input_run}
+    else:
+        weights = out.parent / f"{out.name}-input.pt"
+        raw["input"] = {"reference": "mobilenetv3_large", "weights": str(weights)}
     info = weights.with_suffix(".json")
-    if not weights.is_file():  # the default proxy task of nas-search
+    if not args.input_run and not weights.is_file():  # the default proxy task of nas-search
         proxy = load_dataset("fashion-mnist", resolution=32, train_subset=DEFAULT_TRAIN_SUBSET)
         res = train(reference("mobilenetv3_large"), proxy, TrainConfig(epochs=1, seed=0))
         atomic_save_state_dict(res.model.state_dict(), weights)

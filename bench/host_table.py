@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,17 +21,8 @@ from pathlib import Path
 from hwnas.latency.fast import space_keys
 from hwnas.latency.measured import record_validation, validate, write_validation
 from hwnas.latency.registry import HOME_ENV, load_target
+from hwnas.latency.remote_measure import cpu_model
 from hwnas.space.searchspace import get_space
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -47,7 +37,7 @@ def main() -> None:
 
     home = args.home or Path(tempfile.mkdtemp(prefix="hwnas-bench-"))
     os.environ[HOME_ENV] = str(home)
-    print(f"machine: {_cpu()}, {os.cpu_count()} cores; HWNAS_HOME={home}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; HWNAS_HOME={home}")
     print(f"load average before: {os.getloadavg()}")
     space = get_space(args.space)
     keys = space_keys(space, args.resolution)

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hwnas.search.results import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "search_quality"
 SAMPLERS = ("tpe", "rl", "random")
@@ -111,9 +113,7 @@ def _plot(curves: dict[str, np.ndarray], path: Path, title: str) -> None:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

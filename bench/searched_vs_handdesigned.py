@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hwnas.search.results import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "searched_vs_handdesigned"
 DEPLOY_RES, DEPLOY_CLASSES = 224, 1000  # what the search predicts latency for
@@ -170,9 +172,7 @@ def _plot(df: pd.DataFrame, goals: dict[str, float], path: Path) -> None:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwnas.latency.remote_measure import cpu_model
 from hwnas.search.data import DataError, load_dataset
 from hwnas.search.prefilter import PREFILTER_METHODS, zero_cost_score
 from hwnas.search.train import DEFAULT_LR, NonFiniteLoss, TrainConfig, train
@@ -52,14 +53,6 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _arch(text: str) -> Arch:
@@ -97,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     rows: list[dict] = []
     report = {
         "benchmark": "trial_time", "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
                     "torch": torch.__version__, "python": platform.python_version(),
                     "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu")},
         "arch": args.arch, "data": args.data, "resolution": args.resolution,

@@ -34,13 +34,14 @@ from pathlib import Path
 import torch
 import yaml
 
+from hwnas.common.atomic import atomic_save_state_dict
 from hwnas.netadapt import load_config, parse_config, prepare, run_refine
 from hwnas.netadapt.cli import RichProgress
-from hwnas.netadapt.outputs import atomic_save_state_dict, write_json
+from hwnas.netadapt.outputs import write_json
 from hwnas.netadapt.refine import fine_tune
+from hwnas.proxy.data import load_dataset, load_test_split
+from hwnas.proxy.train import TrainConfig, evaluate, train
 from hwnas.search.config import DEFAULT_TRAIN_SUBSET
-from hwnas.search.data import load_dataset, load_test_split
-from hwnas.search.train import TrainConfig, evaluate, train
 from hwnas.space import Arch, build, reference
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "netadapt_mobilenetv3.yaml"

@@ -4,7 +4,7 @@ The issue quotes timm's MobileNetV3-Large trained with this recipe (SGD with
 Nesterov momentum, cosine, label smoothing 0.1, batch 128) on the full
 Fashion-MNIST train split at 32x32: about 81% test accuracy after 1 epoch and
 88.5% after 5. This trains ``reference("mobilenetv3_large")`` (10 classes)
-the same way with :func:`hwnas.search.train.train` on all 60,000 train
+the same way with :func:`hwnas.proxy.train.train` on all 60,000 train
 images and scores the 10,000 test images (a benchmark, not a search).
 
 Run from the repository root (``nice`` it on a shared machine; on a busy machine
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from hwnas.search.data import DataError, Dataset, load_dataset, load_test_split
-from hwnas.search.train import (
+from hwnas.common.atomic import atomic_write_text
+from hwnas.proxy.data import DataError, Dataset, load_dataset, load_test_split
+from hwnas.proxy.train import (
     DEFAULT_BN_RECALIBRATION,
     DEFAULT_LR,
     NonFiniteLoss,
@@ -108,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     bn = "" if args.bn_recalibration == DEFAULT_BN_RECALIBRATION else f"_bn{args.bn_recalibration}"
     out = args.out or OUT_DIR / f"reference_recipe_e{args.epochs}{bn}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     ref = OUTSIDE_REFERENCE.get(args.epochs)
     print(f"test accuracy {res.val_accuracy:.4f} after {args.epochs} epoch(s) "
           f"({res.steps} steps, {wall:.0f} s)" + (f"; outside reference ~{ref:.3f}" if ref else ""))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwnas.search.results import atomic_write_text
+from hwnas.common.atomic import atomic_save_figure, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "search_quality"
@@ -106,10 +106,8 @@ def _plot(curves: dict[str, np.ndarray], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _write_json(path: Path, obj: object) -> None:

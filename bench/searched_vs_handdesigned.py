@@ -16,7 +16,7 @@ For each target (``pixel``, ``host``) at one latency goal:
 All nets are trained from scratch with the same recipe (``--train-subset``
 images of Fashion-MNIST, ``--epochs`` at ``--resolution`` px, the trainer's
 defaults, one seed per ``--train-seeds``), then scored on the 10,000-image test
-split (``hwnas.search.data.load_test_split``; used only here). Two trainings go
+split (``hwnas.proxy.data.load_test_split``; used only here). Two trainings go
 in parallel, one torch thread each.
 
 Run from the repository root (the host table is built once, see docs/latency.md)::
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwnas.search.results import atomic_write_text
+from hwnas.common.atomic import atomic_save_figure, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "searched_vs_handdesigned"
@@ -58,7 +58,7 @@ REFERENCES = ("mobilenetv3_large", "mobilenetv3_small")
 
 
 def _ms(text: str) -> float:
-    from hwnas.search.units import parse_latency
+    from hwnas.common.units import parse_latency
 
     return float(parse_latency(text))
 
@@ -130,8 +130,8 @@ def _train_one(job: dict) -> dict:
     """Train one arch from scratch (one thread) and score it on the test split."""
     import torch
 
-    from hwnas.search.data import load_dataset, load_test_split
-    from hwnas.search.train import TrainConfig, evaluate, train
+    from hwnas.proxy.data import load_dataset, load_test_split
+    from hwnas.proxy.train import TrainConfig, evaluate, train
     from hwnas.space import Arch
 
     torch.set_num_threads(1)
@@ -165,10 +165,8 @@ def _plot(df: pd.DataFrame, goals: dict[str, float], path: Path) -> None:
         ax.set_title(f"{target}, goal {goal:g} ms", fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _write_json(path: Path, obj: object) -> None:

@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwnas.common.atomic import atomic_write_text
 from hwnas.latency.remote_measure import cpu_model
-from hwnas.search.data import DataError, load_dataset
+from hwnas.proxy.data import DataError, load_dataset
+from hwnas.proxy.train import DEFAULT_LR, NonFiniteLoss, TrainConfig, train
 from hwnas.search.prefilter import PREFILTER_METHODS, zero_cost_score
-from hwnas.search.train import DEFAULT_LR, NonFiniteLoss, TrainConfig, train
 from hwnas.space import REFERENCE_NAMES, Arch, build, reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +80,7 @@ def _step_clock(model: torch.nn.Module) -> list[float]:
 
 def _write(out: Path, report: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -28,31 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hwnas.space.cli import (
-    _UNBOUNDED,
-    DEFAULT_RESOLUTION,
-    EXIT_USAGE,
-    UsageError,
-    _Parser,
-    _positive_int,
-    _seed,
-    _width,
-    resolve_arch,
-)
+from hwnas.common.cli import Parser, positive_int, run_cli, seed, widen
+from hwnas.common.errors import UsageError
+from hwnas.common.units import parse_latency
+from hwnas.space.cli import DEFAULT_RESOLUTION, resolve_arch, width_multiplier
 
 from .keys import layer_keys
 from .measured import MeasuredTarget, record_validation, validate, write_validation
 from .registry import HOST, MEASURED_ONLY, load_target, runner_settings, target_for_build
-from .runner import RunnerError
 from .target import Target
 
 DEFAULT_SPACE = "mobilenetv3"
 DEFAULT_VALIDATE_N = 20
-EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
 # ------------------------------------------------------------------ parser ---
@@ -62,7 +52,7 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", metavar="SERIAL", help="adb serial (adb devices)")
     g.add_argument("--host", metavar="HOST", help="ssh host name or address")
     g.add_argument("--user", metavar="U", help="ssh login name")
-    g.add_argument("--port", type=_positive_int("port"), default=None, metavar="P", help="ssh port")
+    g.add_argument("--port", type=positive_int("port"), default=None, metavar="P", help="ssh port")
     g.add_argument("--identity", type=Path, default=None, metavar="F", help="ssh private key file")
     g.add_argument(
         "--timeout",
@@ -75,12 +65,12 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``nas-latency`` argument parser (exposed for docs and tests)."""
-    p = _Parser(
+    p = Parser(
         prog="nas-latency", description="Latency targets, tables, validation and prediction."
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     res = {
-        "type": _positive_int("resolution"),
+        "type": positive_int("resolution"),
         "default": DEFAULT_RESOLUTION,
         "metavar": "R",
         "help": f"square input size in pixels (default {DEFAULT_RESOLUTION})",
@@ -102,7 +92,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--resolution", **res)
     b.add_argument(
         "--workers",
-        type=_positive_int("worker count"),
+        type=positive_int("worker count"),
         default=1,
         metavar="N",
         help="parallel measuring processes, one core each (local runner only)",
@@ -114,9 +104,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--target", default=HOST, metavar="NAME", help="a measured target (default host)"
     )
     v.add_argument(
-        "--n", type=_positive_int("network count"), default=DEFAULT_VALIDATE_N, metavar="N"
+        "--n", type=positive_int("network count"), default=DEFAULT_VALIDATE_N, metavar="N"
     )
-    v.add_argument("--seed", type=_seed, default=0, metavar="S")
+    v.add_argument("--seed", type=seed, default=0, metavar="S")
     v.add_argument("--space", default=DEFAULT_SPACE, metavar="NAME")
     v.add_argument("--resolution", **res)
     v.add_argument(
@@ -145,7 +135,7 @@ def make_parser() -> argparse.ArgumentParser:
             metavar="NAME_OR_STRING",
             help="reference name or architecture string (as nas-space show)",
         )
-        c.add_argument("--width", type=_width, default=1.0, metavar="W")
+        c.add_argument("--width", type=width_multiplier, default=1.0, metavar="W")
         c.add_argument("--resolution", **res)
         c.add_argument("--json", action="store_true")
         if name == "predict":
@@ -231,8 +221,7 @@ def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
             "" if over is None else f"{over:.3f} ms",
             _fmt_err(r.get("validation")),
         )
-    wanted = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
-    console.width = max(console.width, wanted)  # never fold: widen an 80-column pipe instead
+    widen(console, table)  # never fold: widen an 80-column pipe instead
     console.print(table)
 
 
@@ -312,8 +301,6 @@ def _fill_for(target: Target, keys: list) -> None:
 def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
     budget = None
     if args.budget is not None:
-        from hwnas.search.units import parse_latency
-
         budget = parse_latency(args.budget)
     arch = resolve_arch(args.arch, args.width)
     target = load_target(args.target)
@@ -340,8 +327,7 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
             table.add_column(col, justify="right" if col == "ms" else "left", no_wrap=col == "key")
         for r in info["layers"]:
             table.add_row(r["part"], r["key"], f"{r['ms']:.3f}", r["source"])
-        wanted = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
-        console.width = max(console.width, wanted)
+        widen(console, table)
         console.print(table)
     line = f"{arch.name or 'architecture'} on {target.name} @ {args.resolution}px: {ms:.2f} ms"
     if target.overhead_ms:
@@ -383,29 +369,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], None]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nas-latency``; returns the exit code (0; 2 for bad input or an unreachable device)."""
-    parser = make_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error already printed (2)
-        return int(e.code or 0)
-    try:
-        _COMMANDS[args.command](args, Console())
-    except (
-        UsageError,
-        ValueError,
-        RunnerError,
-    ) as e:  # TableError and NotationError are ValueErrors
-        msg = " ".join(str(e).split())
-        print(f"nas-latency {args.command}: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(
-            f"nas-latency {args.command}: interrupted (measured tables keep what was stored; "
-            "run again to resume)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    return 0
+    return run_cli(
+        "nas-latency",
+        make_parser(),
+        lambda a: _COMMANDS[a.command](a, Console()),
+        argv,
+        on_interrupt=lambda a: "interrupted (measured tables keep what was stored; run again to resume)",
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from dataclasses import astuple, dataclass, fields
 import numpy as np
 from scipy.optimize import nnls
 
+from hwnas.common.errors import HwnasError
+
 from .keys import LayerKey
 
 MEGA = 1e6
@@ -123,7 +125,7 @@ def layer_features(key: LayerKey) -> LayerFeatures:
             last = key.features
         v["pw"] += last * key.num_classes  # classifier
     else:
-        raise ValueError(f"layer part must be stem, block or head, got {key.part!r}")
+        raise HwnasError(f"layer part must be stem, block or head, got {key.part!r}")
     return acc.done()
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .keys import LayerKey, block_key, head_key, stem_key
@@ -94,7 +95,7 @@ class SpaceStructure:
         self.groups.append(self._head(space.head_decisions(), position, in_chs, res))
         owned += len(space.head_decisions())
         if owned != len(space.decisions):
-            raise ValueError(
+            raise HwnasError(
                 f"search space {space.name!r}: {len(space.decisions)} decisions, but blocks and "
                 f"head own {owned}; the fast path needs every decision in exactly one of them"
             )
@@ -134,7 +135,7 @@ class SpaceStructure:
                 r = (r + s.stride - 1) // s.stride
             out_res.add(r)
         if len(out_res) != 1:
-            raise ValueError(f"search space {space.name!r}: block {b}'s output resolution varies")
+            raise HwnasError(f"search space {space.name!r}: block {b}'s output resolution varies")
         depth = max(len(s) for s in stages)
         ids = np.full((len(in_chs), len(combos), depth), -1, dtype=np.int64)
         for c, chs in enumerate(in_chs):
@@ -168,13 +169,13 @@ class SpaceStructure:
         idx = np.asarray(idx)
         d = len(self.high)
         if idx.ndim != 2 or idx.shape[1] != d or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(
+            raise HwnasError(
                 f"indices must be an (n, {d}) integer matrix for search space "
                 f"{self.space.name!r}, got shape {idx.shape} of {idx.dtype}"
             )
         if idx.size and (idx.min() < 0 or (idx.max(axis=0) >= self.high).any()):
             row, col = np.argwhere((idx < 0) | (idx >= self.high))[0]
-            raise ValueError(
+            raise HwnasError(
                 f"index {int(idx[row, col])} of decision {self.space.decisions[col].name!r} "
                 f"(row {int(row)}) must be in 0..{int(self.high[col]) - 1}"
             )

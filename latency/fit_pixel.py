@@ -29,6 +29,7 @@ from importlib import resources
 import numpy as np
 from scipy.stats import spearmanr
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.references import reference
 from hwnas.space.spec import Arch
 
@@ -67,7 +68,7 @@ def lut_layer_key(text: str) -> LayerKey:
         return LayerKey("stem", "conv", 3, 224, 32, 3, 2, act="relu6")
     m = _LUT_BLOCK.fullmatch(text)
     if m is None:
-        raise ValueError(f"unrecognised ProxylessNAS table key {text!r}")
+        raise HwnasError(f"unrecognised ProxylessNAS table key {text!r}")
     res, cin, cout, exp, k, s, skip = (int(g) for g in m.groups())
     op = "ds" if exp == 1 else "ir"
     return LayerKey(
@@ -89,7 +90,7 @@ def nnmeter_features(text: str) -> LayerFeatures:
     """Counts of an nn-Meter ``conv_...`` block, its 1x1-conv shortcut included."""
     t = text.split("_")
     if t[0] != "conv" or t[6:8] != ["hard", "swish"]:
-        raise ValueError(f"not an nn-Meter hard-swish block key: {text!r}")
+        raise HwnasError(f"not an nn-Meter hard-swish block key: {text!r}")
     res, cin, cout, exp, s = (int(v) for v in t[1:6])
     k, se = int(t[8]), t[9] == "se"
     mid = cin * exp
@@ -131,7 +132,7 @@ def proxyless_as_released() -> Arch:
     text = reference("proxyless_mobile").to_str()
     old, new = PROXYLESS_FIRST_BLOCK
     if old not in text:
-        raise ValueError(f"proxyless_mobile reference changed: {old!r} not in {text!r}")
+        raise HwnasError(f"proxyless_mobile reference changed: {old!r} not in {text!r}")
     return Arch.from_str(text.replace(old, new, 1)).with_name("proxyless_mobile_released")
 
 
@@ -312,7 +313,7 @@ def proxyless_check(fit: PixelFit | None = None) -> dict:
     lut = load_lut()
     missing = [str(k) for k in keys if k not in lut]
     if missing:
-        raise ValueError(f"table lacks layers of ProxylessNAS-Mobile: {missing}")
+        raise HwnasError(f"table lacks layers of ProxylessNAS-Mobile: {missing}")
     table = calibrated_table(fit)
     return {
         "lut_sum_ms": sum(lut[k] for k in keys),

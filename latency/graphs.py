@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from hwnas.common.errors import HwnasError
+
 from .keys import LayerKey
 
 # Same opset as hwnas.space.export_onnx (HardSwish/HardSigmoid are native from 14).
@@ -129,7 +131,7 @@ class _Builder:
         if act == "swish":
             s = self.node("Sigmoid", [x], f"{name}.sigmoid")
             return self.node("Mul", [x, s], name)
-        raise ValueError(f"activation must be relu, relu6, hswish or swish, got {act!r}")
+        raise HwnasError(f"activation must be relu, relu6, hswish or swish, got {act!r}")
 
     def se(self, x: str, chs: int, rd: int, gate: str) -> str:
         """Squeeze-excitation: mean, 1x1 reduce + ReLU, 1x1 expand + gate, rescale."""
@@ -142,7 +144,7 @@ class _Builder:
         elif gate == "sigmoid":
             s = self.node("Sigmoid", [s], "se.gate")
         else:
-            raise ValueError(f"SE gate must be hsigmoid or sigmoid, got {gate!r}")
+            raise HwnasError(f"SE gate must be hsigmoid or sigmoid, got {gate!r}")
         return self.node("Mul", [x, s], "se.mul")
 
     def gemm(self, x: str, name: str, cin: int, cout: int) -> str:
@@ -186,7 +188,7 @@ def _layer(g: _Builder, key: LayerKey) -> tuple[str, list[int]]:
         y = g.gemm(y, "classifier", feats, key.num_classes)
         return y, [1, key.num_classes]
     else:
-        raise ValueError(
+        raise HwnasError(
             f"cannot build a graph for layer {key}: unknown part/op {key.part}/{key.op}"
         )
     if key.skip and key.part == "block":
@@ -224,13 +226,13 @@ _GATES = ("hsigmoid", "sigmoid")
 def check_key(key: LayerKey) -> None:
     """Raise ``ValueError`` unless :func:`key_model` can build ``key``."""
     if key.op not in _OPS.get(key.part, ()):
-        raise ValueError(
+        raise HwnasError(
             f"cannot build a graph for layer {key}: unknown part/op {key.part}/{key.op}"
         )
     if key.act not in _ACTS:
-        raise ValueError(f"activation must be relu, relu6, hswish or swish, got {key.act!r}")
+        raise HwnasError(f"activation must be relu, relu6, hswish or swish, got {key.act!r}")
     if key.se_chs and key.se_gate not in _GATES:
-        raise ValueError(f"SE gate must be hsigmoid or sigmoid, got {key.se_gate!r}")
+        raise HwnasError(f"SE gate must be hsigmoid or sigmoid, got {key.se_gate!r}")
 
 
 def key_model(key: LayerKey, seed: int = 0) -> onnx.ModelProto:
@@ -253,7 +255,7 @@ def empty_model(in_chs: int, res: int) -> onnx.ModelProto:
     input (an ``Identity`` would copy the whole tensor).
     """
     if in_chs < 1 or res < 1:
-        raise ValueError(f"input channels and resolution must be >= 1, got {in_chs} and {res}")
+        raise HwnasError(f"input channels and resolution must be >= 1, got {in_chs} and {res}")
     g = _Builder(0)
     out = g.node("Shape", [INPUT], "shape")
     return _model(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch, BlockSpec, HeadSpec, StemSpec
 
 _ACT = {"relu": "re", "relu6": "r6", "hswish": "hs", "swish": "sw"}
@@ -98,13 +99,13 @@ class LayerKey:
                 return cls("head", kind, cin, h, int(opts["c"]), act=act, features=int(opts.get("f", 0)),
                            num_classes=int(opts["cls"]))
             if toks[0] not in ("conv", "ds", "ir"):
-                raise ValueError(toks[0])
+                raise HwnasError(toks[0])
             return cls("block", toks[0], cin, h, int(opts["c"]), int(opts["k"]), int(opts["s"]),
                        mid_chs=int(opts.get("m", cin if toks[0] == "ds" else 0)),
                        se_chs=int(opts.get("se", 0)), se_gate=opts.get("gate", "hsigmoid"), act=act,
                        skip="skip" in flags)
         except (ValueError, KeyError, IndexError) as e:
-            raise ValueError(f"malformed latency key {text!r} ({e})") from None
+            raise HwnasError(f"malformed latency key {text!r} ({e})") from None
 
 
 def stem_key(stem: StemSpec, resolution: int, in_chs: int = 3) -> LayerKey:

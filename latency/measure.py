@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hwnas.common.errors import HwnasError
+
 from . import remote_measure as rm
 from .graphs import check_key, empty_model, key_model
 from .keys import LayerKey
@@ -103,9 +105,9 @@ class LocalRunner(Runner):
         max_runs: int = MAX_RUNS,
     ) -> None:
         if clock not in CLOCK_CHOICES:
-            raise ValueError(f"clock must be one of {', '.join(CLOCK_CHOICES)}, got {clock!r}")
+            raise HwnasError(f"clock must be one of {', '.join(CLOCK_CHOICES)}, got {clock!r}")
         if flush_mb < 0 or min_time_ms < 0 or max_runs < 1:
-            raise ValueError(
+            raise HwnasError(
                 f"flush_mb and min_time_ms must be >= 0 and max_runs >= 1, got "
                 f"{flush_mb}, {min_time_ms} and {max_runs}"
             )
@@ -113,7 +115,7 @@ class LocalRunner(Runner):
         if cpus is not None:
             bad = [c for c in cpus if allowed and c not in allowed]
             if bad or not cpus:
-                raise ValueError(
+                raise HwnasError(
                     f"cpus must be a non-empty subset of the allowed cores {allowed}, got {list(cpus)}"
                 )
         self.cpus = (
@@ -129,7 +131,7 @@ class LocalRunner(Runner):
         if self.clock == "auto":
             return "cpu" if threads == 1 else "wall"
         if self.clock == "cpu" and threads > 1:
-            raise ValueError(
+            raise HwnasError(
                 "clock 'cpu' times only the calling thread: use 'wall' or 'auto' with threads > 1"
             )
         return self.clock
@@ -148,11 +150,11 @@ class LocalRunner(Runner):
     def worker_cpus(self, workers: int, threads: int) -> list[list[int]]:
         """The cores of each of ``workers`` measuring processes (``threads`` each, disjoint)."""
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise HwnasError(f"workers must be >= 1, got {workers}")
         if not self.pin or not self.cpus:
             return [[] for _ in range(workers)]
         if workers * threads > len(self.cpus):
-            raise ValueError(
+            raise HwnasError(
                 f"workers x threads must be <= the {len(self.cpus)} usable cores "
                 f"{self.cpus}, got {workers} x {threads}"
             )
@@ -195,7 +197,7 @@ class LocalRunner(Runner):
         with _pinned(cpus):
             for name, model in models.items():
                 if not isinstance(model, bytes) and not Path(model).is_file():
-                    raise ValueError(f"model {name!r}: no file {model}")
+                    raise HwnasError(f"model {name!r}: no file {model}")
                 try:
                     out[name] = self.measure_one(model, runs=runs, warmup=warmup, threads=threads)
                 except Exception as e:  # onnxruntime raises its own types
@@ -258,7 +260,7 @@ def measure_keys(
         )
     else:
         if workers != 1:
-            raise ValueError(
+            raise HwnasError(
                 f"workers must be 1 for the {runner.name!r} runner (it measures one model at a time), "
                 f"got {workers}"
             )
@@ -319,7 +321,7 @@ def measure_arch(
 
     check_protocol(runs, warmup, threads)
     if resolution < 1:
-        raise ValueError(f"resolution must be >= 1, got {resolution}")
+        raise HwnasError(f"resolution must be >= 1, got {resolution}")
     runner = runner if runner is not None else LocalRunner()
     torch.manual_seed(seed)
     model = build(arch, num_classes=num_classes)

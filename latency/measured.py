@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .keys import LayerKey
@@ -61,7 +62,7 @@ def make_runner(settings: Mapping[str, Any]) -> Runner:
         from .remote import AdbRunner
 
         return AdbRunner(**opts)
-    raise ValueError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
+    raise HwnasError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
 
 
 class MeasuredTarget(Target):
@@ -102,7 +103,7 @@ class MeasuredTarget(Target):
         if self._runner is None:
             settings = self.table.provenance.get("runner")
             if not settings:
-                raise ValueError(
+                raise HwnasError(
                     f"target {self.name!r} has no runner settings in {self.table.path}"
                 )
             self._runner = make_runner(settings)
@@ -158,7 +159,7 @@ class MeasuredTarget(Target):
     ) -> None:
         settings = dict(self.table.provenance.get("runner") or {})
         if settings.get("kind") != "local":
-            raise ValueError(
+            raise HwnasError(
                 f"--workers {workers} needs the local runner; target {self.name!r} "
                 f"uses {settings.get('kind')!r} (one device measures one model at a time)"
             )
@@ -305,7 +306,7 @@ def validate(
     from .fast import resolve_space
 
     if n < 2:
-        raise ValueError(f"validation needs at least 2 networks, got {n}")
+        raise HwnasError(f"validation needs at least 2 networks, got {n}")
     sp = resolve_space(space)
     rng = np.random.default_rng(seed)
     archs = [sp.sample_random(rng) for _ in range(n)]
@@ -343,11 +344,11 @@ def write_validation(result: Validation, out: Path, title: str) -> tuple[Path, P
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .table import _atomic
+    from hwnas.common.atomic import atomic_save_figure, atomic_write_df
 
     out.mkdir(parents=True, exist_ok=True)
     csv, png = out / "validation.csv", out / "validation.png"
-    _atomic(csv, lambda f: f.write(result.rows.to_csv(index=False).encode()))
+    atomic_write_df(result.rows, csv)
     fig = Figure(figsize=(5, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -366,5 +367,5 @@ def write_validation(result: Validation, out: Path, title: str) -> tuple[Path, P
     )
     ax.legend(loc="upper left")
     fig.tight_layout()
-    _atomic(png, lambda f: fig.savefig(f, format="png", dpi=120))
+    atomic_save_figure(fig, png)
     return csv, png

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
+from hwnas.common.errors import HwnasError
+
 from .costmodel import CostModel
 from .keys import LayerKey
 from .target import SOURCE_MEASURED, SOURCE_MODELLED, Target
@@ -59,7 +61,7 @@ def _read_model() -> dict:
     data = json.loads(text)
     version = data.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(
+        raise HwnasError(
             f"{MODEL_FILE} has format version {version!r}; this hwnas reads {FORMAT_VERSION}"
             " (re-run bench/fit_pixel.py)"
         )
@@ -70,12 +72,12 @@ def load_pixel_target(name: str = "pixel") -> PixelTarget:
     """The Pixel-1 target under ``name`` (``pixel`` or ``pixel1``)."""
     key = name.lower()
     if key in NOT_OFFERED:
-        raise ValueError(
+        raise HwnasError(
             f"target {name!r} is not offered: without whole-network measurements on that phone "
             "its error cannot be shown (docs/latency.md); use 'pixel'"
         )
     if key not in PIXEL_NAMES:
-        raise ValueError(f"unknown pixel target {name!r}: known are {', '.join(PIXEL_NAMES)}")
+        raise HwnasError(f"unknown pixel target {name!r}: known are {', '.join(PIXEL_NAMES)}")
     data = _read_model()
     model = CostModel(**data["coefficients"]["table3"])
     measured = {LayerKey.parse(k): float(v) for k, v in data["measured_ms"].items()}

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hwnas.common.errors import HwnasError
+
 from .measured import METHOD, RUNNER_KINDS, MeasuredTarget, make_runner
 from .pixel import NOT_OFFERED, PIXEL_NAMES, load_pixel_target
 from .runner import DEFAULT_THREADS, Runner
@@ -68,17 +70,17 @@ def target_names() -> tuple[str, ...]:
 def check_user_name(name: str) -> str:
     """``name`` if it can name a new user target; ValueError otherwise."""
     if name.lower() in BUILTIN_NAMES or name.lower() in NOT_OFFERED:
-        raise ValueError(f"target name {name!r} is built in; choose another name for a device")
+        raise HwnasError(f"target name {name!r} is built in; choose another name for a device")
     if not _NAME.fullmatch(name):
-        raise ValueError(
+        raise HwnasError(
             f"target name {name!r} must be lower-case letters, digits, '_', '.', '-' "
             "(starting with a letter or digit, at most 64)"
         )
     return name
 
 
-def _unknown(name: str) -> ValueError:
-    return ValueError(
+def _unknown(name: str) -> HwnasError:
+    return HwnasError(
         f"unknown target {name!r}: known are {', '.join(target_names())} "
         "(make one with: nas-latency build --target NAME --runner adb|ssh ...)"
     )
@@ -120,7 +122,7 @@ def load_target(name: str, runner: Runner | None = None) -> Target:
         TableError: the target's table is corrupt, foreign or too new.
     """
     if not isinstance(name, str):
-        raise ValueError(f"target name must be a string, got {name!r}")
+        raise HwnasError(f"target name must be a string, got {name!r}")
     key = name.strip().lower()
     if key in PIXEL_NAMES or key in NOT_OFFERED:
         return load_pixel_target(key)
@@ -152,12 +154,12 @@ def create_target(
     """
     check_user_name(name)
     if runner.get("kind") not in RUNNER_KINDS:
-        raise ValueError(
+        raise HwnasError(
             f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {runner.get('kind')!r}"
         )
     path = target_path(name)
     if (path / META_FILE).exists():
-        raise ValueError(f"target {name!r} exists already ({path})")
+        raise HwnasError(f"target {name!r} exists already ({path})")
     live = make_runner(runner)
     if check:
         live.device_info()
@@ -166,7 +168,7 @@ def create_target(
             path, new_provenance(name, runner, threads=threads, runs=runs, warmup=warmup)
         )
     except TableError as e:
-        raise ValueError(str(e)) from None
+        raise HwnasError(str(e)) from None
     return MeasuredTarget(name, table, live)
 
 
@@ -199,7 +201,7 @@ def runner_settings(
     }
     if kind is None:
         if given:
-            raise ValueError(f"--{next(iter(given))} needs --runner adb or --runner ssh")
+            raise HwnasError(f"--{next(iter(given))} needs --runner adb or --runner ssh")
         return None
     allowed = {
         "local": (),
@@ -207,27 +209,27 @@ def runner_settings(
         "ssh": ("host", "user", "port", "identity", "timeout"),
     }
     if kind not in allowed:
-        raise ValueError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
+        raise HwnasError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
     extra = sorted(set(given) - set(allowed[kind]))
     if extra:
-        raise ValueError(f"--{extra[0]} does not apply to --runner {kind}")
+        raise HwnasError(f"--{extra[0]} does not apply to --runner {kind}")
     if timeout is not None and not timeout > 0:
-        raise ValueError(f"--timeout must be a positive number of seconds, got {timeout}")
+        raise HwnasError(f"--timeout must be a positive number of seconds, got {timeout}")
     extra_opts = {"timeout": float(timeout)} if timeout is not None else {}
     if kind == "adb":
         if device is None:
-            raise ValueError("--runner adb needs --device SERIAL")
+            raise HwnasError("--runner adb needs --device SERIAL")
         return {"kind": "adb", "serial": device, **extra_opts}
     if kind == "ssh":
         if host is None:
-            raise ValueError("--runner ssh needs --host HOST")
+            raise HwnasError("--runner ssh needs --host HOST")
         s: dict[str, Any] = {"kind": "ssh", "host": host}
         s.update({k: v for k, v in (("user", user), ("port", port)) if v is not None})
         s.update(extra_opts)
         if identity is not None:
             ident = Path(identity).expanduser().resolve()
             if not ident.is_file():
-                raise ValueError(f"--identity {identity}: no such file")
+                raise HwnasError(f"--identity {identity}: no such file")
             s["identity"] = str(ident)
         return s
     return {"kind": "local"}
@@ -244,24 +246,24 @@ def target_for_build(name: str, settings: Mapping[str, Any] | None) -> MeasuredT
     """
     if name.lower() == HOST:
         if settings and settings["kind"] != "local":
-            raise ValueError(
+            raise HwnasError(
                 f"host is measured with the local runner; name a user target for "
                 f"--runner {settings['kind']}"
             )
         return load_target(HOST)  # type: ignore[return-value]
     if name.lower() in BUILTIN_NAMES or name.lower() in NOT_OFFERED:
-        raise ValueError(f"target {name!r} is a fitted model, not measured here: {MEASURED_ONLY}")
+        raise HwnasError(f"target {name!r} is a fitted model, not measured here: {MEASURED_ONLY}")
     if _NAME.fullmatch(name) and (target_path(name) / META_FILE).is_file():
         t = load_target(name)
         saved = t.provenance.get("runner")
         if settings is not None and dict(settings) != saved:
-            raise ValueError(
+            raise HwnasError(
                 f"target {name!r} exists with runner {saved}; drop the runner "
                 "options or choose a new name"
             )
         return t  # type: ignore[return-value]
     if settings is None:
-        raise ValueError(f"{_unknown(name)}; to create {name!r} give --runner adb|ssh|local")
+        raise HwnasError(f"{_unknown(name)}; to create {name!r} give --runner adb|ssh|local")
     return create_target(name, settings)
 
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hwnas.common.errors import HwnasError
+
 DEFAULT_THREADS = 1  # MnasNet/MobileNetV3 papers: one big core
 DEFAULT_WARMUP = 10
 DEFAULT_RUNS = 50
@@ -33,7 +35,7 @@ class Stats:
         return asdict(self)
 
 
-class RunnerError(RuntimeError):
+class RunnerError(HwnasError):
     """A device could not be reached or did not answer in time (one-line message)."""
 
 

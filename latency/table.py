@@ -30,8 +30,6 @@ import copy
 import datetime as dt
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
+
+from hwnas.common.atomic import atomic_write, atomic_write_text
+from hwnas.common.errors import HwnasError
 
 from .keys import LayerKey
 from .runner import Stats
@@ -54,7 +55,7 @@ LOCK_TIMEOUT_S = 600.0  # a writer holds the lock for one merge (well under a se
 _META_KEY = b"hwnas"  # parquet schema metadata naming the format
 
 
-class TableError(ValueError):
+class TableError(HwnasError):
     """A table file is missing, corrupt, foreign or too new (one-line message with its path)."""
 
 
@@ -192,9 +193,9 @@ class LatencyTable(Mapping[str, Stats]):
 def _checked(key: str, s: Stats) -> Stats:
     vals = (s.median, s.p10, s.p90)
     if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in vals):
-        raise ValueError(f"entry {key!r}: times must be finite and >= 0, got {s}")
+        raise HwnasError(f"entry {key!r}: times must be finite and >= 0, got {s}")
     if int(s.n) < 1:
-        raise ValueError(f"entry {key!r}: n must be >= 1, got {s.n}")
+        raise HwnasError(f"entry {key!r}: n must be >= 1, got {s.n}")
     return Stats(float(s.median), float(s.p10), float(s.p90), int(s.n))
 
 
@@ -296,21 +297,7 @@ def _write(path: Path, entries: dict[str, Stats], prov: dict) -> None:
     )
     marker = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION}).encode()
     tbl = tbl.replace_schema_metadata({_META_KEY: marker})
-    _atomic(path / TABLE_FILE, lambda f: pq.write_table(tbl, f))
+    atomic_write(path / TABLE_FILE, lambda f: pq.write_table(tbl, f))
     text = json.dumps(prov, indent=1, sort_keys=True) + "\n"
-    _atomic(path / META_FILE, lambda f: f.write(text.encode()))
+    atomic_write_text(path / META_FILE, text)
 
-
-def _atomic(dest: Path, write: Any) -> None:
-    """Write ``dest`` through a temporary file in its folder, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

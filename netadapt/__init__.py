@@ -4,14 +4,7 @@
 >>> summary = run_refine(load_config("examples/netadapt_tiny.yaml"))  # doctest: +SKIP
 """
 
-import os
-
-# OpenMP threads that spin while waiting starve each other on a shared machine:
-# a default proxy trial took 331 s with the default policy and 34 s with
-# PASSIVE on the 2-core development machine under load (bench/trial_time.py,
-# docs/benchmarks.md). Set before torch is first imported; a user's own
-# setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import hwnas.common  # noqa: F401 (sets OMP_WAIT_POLICY before torch loads)
 
 from .config import RefineConfig, load_config, parse_config
 from .refine import Progress

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hwnas.common.cli import Parser, run_cli
+
 from .config import load_config
 from .refine import Progress
-
-EXIT_USAGE = 2
 
 
 class RichProgress(Progress):
@@ -69,11 +69,11 @@ class RichProgress(Progress):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="netadapt",
         description="NetAdapt: shrink a trained network, one prunable unit per iteration, until "
                     "its predicted latency on a target meets a goal (docs/netadapt.md).")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     r = sub.add_parser("refine", help="refine the network a run.yaml names",
                        description="Run (or resume) the refine described by RUN_YAML.")
     r.add_argument("run_yaml", metavar="RUN_YAML", help="the refine's settings (docs/netadapt.md)")
@@ -94,33 +94,28 @@ def _print_summary(s: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .run import prepare, run_refine
+    """Run ``netadapt``; returns the exit code (0; 2 for bad input; 130 when interrupted)."""
+    where = {"out": "OUT"}
 
-    try:
+    def refine(args: argparse.Namespace) -> None:
+        from .run import prepare, run_refine
+
         cfg = load_config(args.run_yaml)
         if args.out is not None:
             cfg = cfg.model_copy(update={"out": args.out})
+        where["out"] = cfg.out
         prepared = prepare(cfg)
-    except ValueError as e:
-        print(f"netadapt: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    progress = Progress() if args.quiet else RichProgress()
-    try:
-        summary = run_refine(cfg, progress, prepared)
-    except KeyboardInterrupt:
-        print(f"\nnetadapt: interrupted; run again with resume: true to continue from "
-              f"{cfg.out}/state.json", file=sys.stderr)
-        return 130
-    except ValueError as e:
-        print(f"netadapt: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        if isinstance(progress, RichProgress):
-            progress.stop()
-    _print_summary(summary)
-    print(f"wrote {cfg.out}/ (history.parquet, arch.txt, final.pt, final.onnx, trajectory.png)")
-    return 0
+        progress = Progress() if args.quiet else RichProgress()
+        try:
+            summary = run_refine(cfg, progress, prepared)
+        finally:
+            if isinstance(progress, RichProgress):
+                progress.stop()
+        _print_summary(summary)
+        print(f"wrote {cfg.out}/ (history.parquet, arch.txt, final.pt, final.onnx, trajectory.png)")
+
+    return run_cli("netadapt", build_parser(), refine, argv, on_interrupt=lambda _a: (
+        f"interrupted; run again with resume: true to continue from {where['out']}/state.json"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hwnas.search.units import parse_latency
+from hwnas.common.errors import ConfigError, HwnasError
+from hwnas.common.units import parse_latency
+from hwnas.common.yamlio import load_yaml, validation_message
 
 from .units import DEFAULT_CHANNEL_STEP
 
@@ -32,7 +34,7 @@ DEFAULT_DR_DECAY = 1.0
 # (docs/benchmarks.md, NetAdapt section). Our choice.
 DEFAULT_SHORT_STEPS = 200
 # Fine-tuning learning rates: a tenth of the training rate
-# (hwnas.search.train.DEFAULT_LR = 0.2) so inherited weights are kept, with
+# (hwnas.proxy.train.DEFAULT_LR = 0.2) so inherited weights are kept, with
 # the same cosine decay to 0. Our choice, not from a paper.
 DEFAULT_SHORT_LR = 0.02
 DEFAULT_LONG_LR = 0.02
@@ -50,12 +52,12 @@ def parse_amount(text: str | float | int, what: str) -> tuple[float, str]:
     if m:
         v = float(m.group(1))
         if v <= 0:
-            raise ValueError(f"{what} {text!r} must be positive")
+            raise HwnasError(f"{what} {text!r} must be positive")
         return v, "x"
     try:
         return parse_latency(text), "ms"
     except ValueError:
-        raise ValueError(f"bad {what} {text!r}: expected a latency like 40ms (also s, us) or a "
+        raise HwnasError(f"bad {what} {text!r}: expected a latency like 40ms (also s, us) or a "
                          f"fraction of the input's latency like 0.75x") from None
 
 
@@ -76,10 +78,10 @@ class InputSpec(_Strict):
     def _one(self) -> InputSpec:
         given = [k for k in ("run", "reference", "arch") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of run, reference, arch"
+            raise HwnasError("give exactly one of run, reference, arch"
                              + (f" (got {', '.join(given)})" if given else ""))
         if self.run is not None and self.weights is not None:
-            raise ValueError("weights come from the run folder (best.pt); drop weights or use arch")
+            raise HwnasError("weights come from the run folder (best.pt); drop weights or use arch")
         return self
 
 
@@ -138,7 +140,7 @@ class RefineConfig(_Strict):
     def _goal(cls, v: str) -> str:
         value, unit = parse_amount(v, "goal")
         if unit == "x" and value >= 1:
-            raise ValueError(f"relative goal {v!r} must be below 1x (a fraction of the input's latency)")
+            raise HwnasError(f"relative goal {v!r} must be below 1x (a fraction of the input's latency)")
         return str(v).strip()
 
     @property
@@ -161,74 +163,22 @@ class RefineConfig(_Strict):
 
 
 # ------------------------------------------------------------------ loading ---
-def _line_map(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """1-based line of every key path in a composed YAML document."""
-    out = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = (*path, k.value)
-            out.update(_line_map(v, key))
-            out[key] = k.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out.update(_line_map(v, (*path, str(i))))
-    return out
-
-
-def _fields_of(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names accepted at the mapping holding ``loc``'s last key."""
-    for key in loc[:-1]:
-        f = model.model_fields.get(str(key))
-        ann = getattr(f, "annotation", None) if f else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
 def parse_config(raw: Any, source: str = "run.yaml", lines: dict[tuple, int] | None = None
                  ) -> RefineConfig:
-    """Validate ``raw`` into a :class:`RefineConfig`; one-line ValueError otherwise."""
-    lines = lines or {}
+    """Validate ``raw`` into a :class:`RefineConfig`; one-line ConfigError otherwise."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
     version = raw.get("format_version", CONFIG_FORMAT_VERSION)
     if isinstance(version, int) and version > CONFIG_FORMAT_VERSION:
-        raise ValueError(f"{source}: format_version {version} is newer than this hwnas reads "
-                         f"({CONFIG_FORMAT_VERSION})")
+        raise ConfigError(f"{source}: format_version {version} is newer than this hwnas reads "
+                          f"({CONFIG_FORMAT_VERSION})")
     try:
         return RefineConfig(**raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(str(p) for p in err["loc"])
-        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
-        where = f"{source} line {line}" if line else source
-        field = ".".join(loc)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            accepted = _fields_of(RefineConfig, loc)
-            msg = f"unknown field (accepted: {', '.join(accepted)})"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        value = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) \
-            or "got" in msg else f" (got {value!r})"
-        raise ValueError(f"{where}: {field + ': ' if field else ''}{msg}{shown}") from None
+        raise ConfigError(validation_message(e, RefineConfig, source, lines)) from None
 
 
 def load_config(path: str | Path) -> RefineConfig:
-    """Read and validate a run.yaml (yaml.safe_load); one-line ValueError on any problem."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
-    try:
-        raw = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader)) if raw is not None else {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"{path}{where}: not valid YAML ({problem})") from None
+    """Read and validate a run.yaml (safe YAML, no aliases or duplicate keys); one-line error."""
+    raw, lines = load_yaml(path)
     return parse_config(raw, source=str(path), lines=lines)

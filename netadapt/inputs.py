@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from hwnas.common.errors import HwnasError
 from hwnas.latency.target import Target
 from hwnas.space.notation import NotationError
 from hwnas.space.spec import Arch
@@ -29,7 +30,7 @@ def load_target(name: str) -> Target:
     try:
         return _load(name)
     except (KeyError, LookupError) as e:
-        raise ValueError(f"unknown target {name!r} ({e})") from None
+        raise HwnasError(f"unknown target {name!r} ({e})") from None
 
 
 @dataclass
@@ -53,15 +54,15 @@ def resolve_input(spec: InputSpec) -> ResolvedInput:
         run = Path(spec.run)
         best = run / "best.json"
         if not best.is_file():
-            raise ValueError(f"input.run: {run} is not a finished search run (no best.json in it)")
+            raise HwnasError(f"input.run: {run} is not a finished search run (no best.json in it)")
         try:
             info = json.loads(best.read_text())
             arch = Arch.from_str(info["arch"])
         except (json.JSONDecodeError, KeyError, TypeError, NotationError) as e:
-            raise ValueError(f"input.run: {best} has no readable arch ({e})") from None
+            raise HwnasError(f"input.run: {best} has no readable arch ({e})") from None
         weights = run / "best.pt"
         if not weights.is_file():
-            raise ValueError(f"input.run: weights file {weights} is missing")
+            raise HwnasError(f"input.run: weights file {weights} is missing")
         return ResolvedInput(arch, weights, f"run {run}")
     if spec.reference is not None:
         from hwnas.space.references import reference
@@ -69,19 +70,19 @@ def resolve_input(spec: InputSpec) -> ResolvedInput:
         try:
             arch = reference(spec.reference, spec.width)
         except ValueError as e:
-            raise ValueError(f"input.reference: {e}") from None
+            raise HwnasError(f"input.reference: {e}") from None
         label = f"reference {arch.name}"
     else:
         try:
             arch = Arch.from_str(str(spec.arch))
         except ValueError as e:
-            raise ValueError(f"input.arch: {e}") from None
+            raise HwnasError(f"input.arch: {e}") from None
         label = "arch string"
     weights = None
     if spec.weights is not None:
         weights = Path(spec.weights)
         if not weights.is_file():
-            raise ValueError(f"input.weights: weights file {weights} is missing")
+            raise HwnasError(f"input.weights: weights file {weights} is missing")
     return ResolvedInput(arch, weights, label)
 
 
@@ -90,12 +91,12 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one user error
-        raise ValueError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+        raise HwnasError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"weights {path}: expected a state_dict, got {type(state).__name__}")
+        raise HwnasError(f"weights {path}: expected a state_dict, got {type(state).__name__}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         detail = lines[1] if len(lines) > 1 else lines[0]
-        raise ValueError(f"weights {path} do not fit the input network: {detail}") from None
+        raise HwnasError(f"weights {path} do not fit the input network: {detail}") from None

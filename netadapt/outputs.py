@@ -20,33 +20,22 @@ refine leaves the previous iteration's files intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from hwnas.search.results import atomic_write_df, atomic_write_text
+from hwnas.common.atomic import (
+    atomic_save_figure,
+    atomic_write_df,
+    atomic_write_text,
+)
+from hwnas.common.errors import HwnasError
 
 STATE_FORMAT_VERSION = 1
 HISTORY_COLUMNS = [
     "iteration", "unit", "filters_before", "filters_after", "latency_ms", "latency_drop_ms",
     "accuracy", "accuracy_change", "score", "selected", "dr_ms", "constraint_ms", "seconds",
 ]
-
-
-def atomic_save_state_dict(state: dict, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -65,7 +54,7 @@ def read_state(out: Path) -> dict | None:
     state = json.loads(p.read_text())
     version = state.get("format_version")
     if version != STATE_FORMAT_VERSION:
-        raise ValueError(f"{p}: state format_version {version!r}; this hwnas reads "
+        raise HwnasError(f"{p}: state format_version {version!r}; this hwnas reads "
                          f"{STATE_FORMAT_VERSION}")
     return state
 
@@ -120,13 +109,7 @@ def plot_trajectory(path: Path, rows: list[dict], initial: tuple[float, float],
     ax.invert_xaxis()
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        return atomic_save_figure(fig, path)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

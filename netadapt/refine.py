@@ -31,7 +31,7 @@ from pathlib import Path
 from torch import nn
 
 from hwnas.latency.target import Target
-from hwnas.search.data import Dataset
+from hwnas.proxy.data import Dataset
 from hwnas.space.build import build
 from hwnas.space.spec import Arch
 
@@ -152,8 +152,8 @@ def proposals(target: Target, arch: Arch, latency_ms: float, bound_ms: float, cf
 
 def fine_tune(model: nn.Module, data: Dataset, steps: int | None, epochs: int, lr: float,
               cfg: RefineConfig, seed: int) -> float:
-    """Fine-tune ``model`` in place (hwnas.search.train); held-out accuracy after it."""
-    from hwnas.search.train import TrainConfig, train
+    """Fine-tune ``model`` in place (hwnas.proxy.train); held-out accuracy after it."""
+    from hwnas.proxy.train import TrainConfig, train
 
     if steps is not None:  # enough epochs to hold ``steps`` optimizer steps
         per_epoch = max(1, len(data.train_y) // min(cfg.batch_size, len(data.train_y)))

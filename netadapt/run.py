@@ -22,13 +22,14 @@ import torch
 import yaml
 from torch import nn
 
+from hwnas.common.atomic import atomic_save_state_dict, atomic_write_text
+from hwnas.common.errors import HwnasError
 from hwnas.latency.target import Target
-from hwnas.search.data import Dataset
-from hwnas.search.results import atomic_write_text
+from hwnas.proxy.data import Dataset
 from hwnas.space.build import build
 from hwnas.space.spec import Arch
 
-from . import outputs as io
+from . import outputs
 from .config import RefineConfig, parse_config
 from .inputs import ResolvedInput, load_target, resolve_input
 from .refine import (
@@ -66,27 +67,27 @@ class Prepared:
 def _check_out(cfg: RefineConfig, out: Path) -> dict | None:
     saved = out / "config.yaml"
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} exists and is not a folder")
+        raise HwnasError(f"out: {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not saved.is_file():
-        raise ValueError(f"out: {out} exists and is not a refine folder (no config.yaml); "
+        raise HwnasError(f"out: {out} exists and is not a refine folder (no config.yaml); "
                          "choose another out")
     if not saved.is_file():
         return None
     if not cfg.resume:
-        raise ValueError(f"out: {out} already holds a refine; set resume: true to continue it "
+        raise HwnasError(f"out: {out} already holds a refine; set resume: true to continue it "
                          "or choose another out")
     old = parse_config(yaml.safe_load(saved.read_text()), source=str(saved)).fingerprint()
     new = cfg.fingerprint()
     for key in new:
         if old.get(key) != new[key]:
-            raise ValueError(f"out: {out} holds a refine with another {key} ({old.get(key)!r}, "
+            raise HwnasError(f"out: {out} holds a refine with another {key} ({old.get(key)!r}, "
                              f"now {new[key]!r}); choose another out to start afresh")
-    return io.read_state(out)
+    return outputs.read_state(out)
 
 
 def prepare(cfg: RefineConfig) -> Prepared:
     """Check ``cfg`` against the world; one-line ValueError, nothing written."""
-    from hwnas.search.data import load_dataset
+    from hwnas.proxy.data import load_dataset
 
     out = Path(cfg.out)
     state = _check_out(cfg, out)
@@ -97,7 +98,7 @@ def prepare(cfg: RefineConfig) -> Prepared:
     goal = goal_ms(cfg, input_ms)
     _, low_ms = smallest_reachable(target, arch, cfg)
     if goal < low_ms - EPS_MS:
-        raise ValueError(
+        raise HwnasError(
             f"goal: {cfg.goal} ({goal:.3f} ms) is below what pruning can reach on {cfg.target}: "
             f"the smallest reachable is {low_ms:.3f} ms (every {cfg.mode} unit at "
             f"{cfg.channel_step} channels; input {input_ms:.3f} ms)")
@@ -110,7 +111,7 @@ def prepare(cfg: RefineConfig) -> Prepared:
 
 def _start(p: Prepared, progress: Progress) -> tuple[dict, nn.Module]:
     """State of iteration 0: the input, trained first when it has no weights."""
-    from hwnas.search.train import TrainConfig, evaluate, train
+    from hwnas.proxy.train import TrainConfig, evaluate, train
 
     cfg, out = p.cfg, p.out
     model = p.model
@@ -123,19 +124,19 @@ def _start(p: Prepared, progress: Progress) -> tuple[dict, nn.Module]:
         tc = TrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size,
                          resolution=p.data.resolution, seed=cfg.seed)
         model = train(p.arch, p.data, tc).model  # seeded, then built: reproducible
-        io.atomic_save_state_dict(model.state_dict(), pre)
+        atomic_save_state_dict(model.state_dict(), pre)
     model.eval()
     acc = evaluate(model, p.data.val_x, p.data.val_y)
     arch_s = p.arch.to_str()
     state = {
-        "format_version": io.STATE_FORMAT_VERSION, "phase": "refine", "iteration": 0,
+        "format_version": outputs.STATE_FORMAT_VERSION, "phase": "refine", "iteration": 0,
         "arch": arch_s, "weights": "iter_0000.pt", "latency_ms": p.input_ms, "accuracy": acc,
         "goal_ms": p.goal_ms, "smallest_ms": p.smallest_ms,
         "initial": {"arch": arch_s, "latency_ms": p.input_ms, "accuracy": acc,
                     "input": p.input.label, "pretrained": p.model is None},
     }
-    io.atomic_save_state_dict(model.state_dict(), out / state["weights"])
-    io.write_json(out / "state.json", state)
+    atomic_save_state_dict(model.state_dict(), out / state["weights"])
+    outputs.write_json(out / "state.json", state)
     return state, model
 
 
@@ -160,13 +161,13 @@ def run_refine(cfg: RefineConfig, progress: Progress | None = None,
     state = p.state
     if state is not None and state["phase"] == "done":
         progress.message(f"{out} is finished already; final.json holds its summary")
-        return io.read_json(out / "final.json")
+        return outputs.read_json(out / "final.json")
     if state is None:
         state, model = _start(p, progress)
     else:
         model = _resume(p, state)
         progress.message(f"resuming {out} after iteration {state['iteration']}")
-    rows = io.read_history(out, state["iteration"])
+    rows = outputs.read_history(out, state["iteration"])
     arch = Arch.from_str(state["arch"])
     progress.start(state["latency_ms"], p.goal_ms, state["iteration"])
     stuck = False
@@ -181,11 +182,11 @@ def run_refine(cfg: RefineConfig, progress: Progress | None = None,
         rows += step.rows
         old = out / state["weights"]
         weights = f"iter_{i:04d}.pt"
-        io.atomic_save_state_dict(model.state_dict(), out / weights)
-        io.write_history(out, rows)
+        atomic_save_state_dict(model.state_dict(), out / weights)
+        outputs.write_history(out, rows)
         state = {**state, "iteration": i, "arch": arch.to_str(), "weights": weights,
                  "latency_ms": step.latency_ms, "accuracy": step.accuracy}
-        io.write_json(out / "state.json", state)
+        outputs.write_json(out / "state.json", state)
         if old.name != weights:
             old.unlink(missing_ok=True)
         progress.iteration_done(i, step.unit, step.latency_ms, step.accuracy)
@@ -211,7 +212,7 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
         acc = fine_tune(model, p.data, None, cfg.long_term.epochs, cfg.long_term.lr, cfg,
                         seed=cfg.seed)
     model = model.cpu().eval()
-    io.atomic_save_state_dict(model.state_dict(), out / "final.pt")
+    atomic_save_state_dict(model.state_dict(), out / "final.pt")
     atomic_write_text(out / "arch.txt", arch.to_str() + "\n")
     export_onnx(arch, out / "final.onnx", resolution=cfg.resolution,
                 num_classes=p.data.num_classes, model=model)
@@ -235,10 +236,10 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
         summary["initial"]["measured_ms"] = _measure_host(p.target, Arch.from_str(init["arch"]),
                                                           cfg.resolution)
         summary["final"]["measured_ms"] = _measure_host(p.target, arch, cfg.resolution)
-    io.write_history(out, rows)  # also when no iteration was needed
-    io.plot_trajectory(out / "trajectory.png", rows, (init["latency_ms"], init["accuracy"]),
+    outputs.write_history(out, rows)  # also when no iteration was needed
+    outputs.plot_trajectory(out / "trajectory.png", rows, (init["latency_ms"], init["accuracy"]),
                        (state["latency_ms"], acc), p.goal_ms)
-    io.write_json(out / "final.json", summary)
-    io.write_json(out / "state.json", {**state, "phase": "done"})
+    outputs.write_json(out / "final.json", summary)
+    outputs.write_json(out / "state.json", {**state, "phase": "done"})
     (out / state["weights"]).unlink(missing_ok=True)
     return summary

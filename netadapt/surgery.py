@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.build import build
 from hwnas.space.spec import Arch
 
@@ -42,7 +43,7 @@ def importance(model: nn.Module, lay: Layout, space: str) -> torch.Tensor:
         norms = w.reshape(w.shape[0], -1).float().norm(dim=1)
         total = norms if total is None else total + norms
     if total is None:
-        raise ValueError(f"channel space {space!r} has no producing layer")
+        raise HwnasError(f"channel space {space!r} has no producing layer")
     return total
 
 
@@ -93,12 +94,12 @@ def prune(model: nn.Module, arch: Arch, new_arch: Arch, num_classes: int) -> nn.
     """
     old, new = layout(normalize(arch), num_classes), layout(normalize(new_arch), num_classes)
     if old.modules != new.modules:
-        raise ValueError("pruning cannot change the structure: the two architectures build "
+        raise HwnasError("pruning cannot change the structure: the two architectures build "
                          "different modules")
     keep: dict[str, torch.Tensor] = {}
     for space, n in new.sizes.items():
         if n > old.sizes[space]:
-            raise ValueError(f"channel space {space} grows from {old.sizes[space]} to {n}")
+            raise HwnasError(f"channel space {space} grows from {old.sizes[space]} to {n}")
         if n < old.sizes[space]:
             keep[space] = keep_indices(model, old, space, n)
     state = prune_state(model.state_dict(), old, keep)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 MODES = ("filters", "mobilenetv3")
@@ -160,7 +161,7 @@ def normalize(arch: Arch) -> Arch:
 def units(arch: Arch, mode: str = "mobilenetv3") -> list[Unit]:
     """The prunable units of ``arch`` (normalised first) in network order."""
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+        raise HwnasError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
     lay = layout(normalize(arch))
     out: list[Unit] = []
     for g, sites in lay.groups.items():
@@ -195,14 +196,14 @@ def _get(arch: Arch, site: Site) -> int:
     if kind == "out":
         return spec.out_chs
     if spec.mid_chs is None:
-        raise ValueError("normalize the arch first: expanded sizes must be explicit")
+        raise HwnasError("normalize the arch first: expanded sizes must be explicit")
     return spec.mid_chs
 
 
 def with_count(arch: Arch, unit: Unit, n: int) -> Arch:
     """``arch`` with every site of ``unit`` set to ``n`` channels (``arch`` normalised)."""
     if n < 1:
-        raise ValueError(f"channel count must be >= 1, got {n}")
+        raise HwnasError(f"channel count must be >= 1, got {n}")
     stem, head = arch.stem, arch.head
     stages = [list(s) for s in arch.stages]
     for site in unit.sites:

@@ -6,16 +6,9 @@
 
 from __future__ import annotations
 
-import os
-
-# OpenMP threads that spin while waiting starve each other on a shared machine:
-# a default proxy trial took 331 s with the default policy and 34 s with
-# PASSIVE on the 2-core development machine under load (bench/trial_time.py,
-# docs/benchmarks.md). Set before torch is first imported; a user's own
-# setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from typing import Any
+
+import hwnas.common  # noqa: F401 (sets OMP_WAIT_POLICY before torch loads)
 
 from .config import SearchConfig, parse_config
 from .results import Run, load_run

@@ -13,7 +13,9 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+
+from hwnas.common.cli import Parser, run_cli
+from hwnas.common.errors import HwnasError
 
 from .config import (
     BACKENDS,
@@ -37,19 +39,13 @@ def parse_duration(text: str) -> float | None:
         return None
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"bad --timeout {text!r}: expected seconds, a number with s, m or h (e.g. 10m), or none")
+        raise HwnasError(f"bad --timeout {text!r}: expected seconds, a number with s, m or h (e.g. 10m), or none")
     return float(m.group(1)) * _DURATION_S[m.group(2)]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), not usage + error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="nas-search",
         description="Hardware-aware architecture search: find the most accurate network of a "
                     "search space whose latency on a target device meets a budget "
@@ -114,18 +110,18 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     raw: dict = {}
     if args.resume:
         if not args.out:
-            raise ValueError("--resume needs --out RUN_FOLDER (the run to continue)")
+            raise HwnasError("--resume needs --out RUN_FOLDER (the run to continue)")
         cfg = Path(args.out) / "config.yaml"
         if not cfg.is_file():
-            raise ValueError(f"cannot resume {args.out}: no config.yaml there")
+            raise HwnasError(f"cannot resume {args.out}: no config.yaml there")
         raw = SearchConfig.from_yaml(cfg).model_dump()
         fixed = [f"--{f.replace('_', '-')}" for f in ("target", "lat", *_FLAG_TO_FIELD)
                  if f not in RESUMABLE and f != "out" and getattr(args, f) is not None]
         if fixed:
-            raise ValueError(f"{', '.join(fixed)} cannot change when resuming; only "
+            raise HwnasError(f"{', '.join(fixed)} cannot change when resuming; only "
                              f"{', '.join('--' + f.replace('_', '-') for f in RESUMABLE)} can")
     elif not args.target or not args.lat:
-        raise ValueError("--target and --lat are required (e.g. --target pixel --lat 50ms)")
+        raise HwnasError("--target and --lat are required (e.g. --target pixel --lat 50ms)")
     if args.target:
         raw["target"] = args.target
     if args.lat:
@@ -178,9 +174,10 @@ def _summary(run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config: SearchConfig | None = None
-    try:
+    """Run ``nas-search``; returns the exit code (0; 2 for bad input; 130 when interrupted)."""
+    where = {"out": "RUN_FOLDER"}
+
+    def run(args: argparse.Namespace) -> None:
         import optuna
 
         # The progress bar and the final table say what Optuna's per-trial log would.
@@ -190,20 +187,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if not config.out:  # fixed now, so an interrupted run can say where it is
             config = config.model_copy(update={"out": str(default_run_dir(config))})
+        where["out"] = config.out
         if args.quiet:
             run_dir = run_search(config, resume=args.resume)
         else:
             run_dir = _run_with_progress(config, args.resume)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"nas-search: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        where = config.out if config is not None and config.out else "RUN_FOLDER"
-        print(f"nas-search: interrupted; continue with: nas-search --resume --out {where}",
-              file=sys.stderr)
-        return 130
-    _summary(run_dir)
-    return 0
+        _summary(run_dir)
+
+    return run_cli("nas-search", build_parser(), run, argv, on_interrupt=lambda _a: (
+        f"interrupted; continue with: nas-search --resume --out {where['out']}"))
 
 
 def _run_with_progress(config: SearchConfig, resume: bool) -> Path:

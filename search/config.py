@@ -13,7 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .units import parse_latency
+from hwnas.common.errors import ConfigError, HwnasError
+from hwnas.common.units import parse_latency
+from hwnas.common.yamlio import load_yaml, validation_message
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -93,7 +95,7 @@ class SearchConfig(BaseModel):
         if self.sampler is None:
             object.__setattr__(self, "sampler", "nsga2" if self.reward == "pareto" else "tpe")
         if self.reward == "pareto" and self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
-            raise ValueError(f"sampler {self.sampler!r} optimises one objective; reward pareto "
+            raise HwnasError(f"sampler {self.sampler!r} optimises one objective; reward pareto "
                              f"needs one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
         if self.ray_address and self.backend != "ray":
             object.__setattr__(self, "backend", "ray")
@@ -108,32 +110,21 @@ class SearchConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> SearchConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raw, lines = load_yaml(path)
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
+            raise ConfigError(f"{path}: expected a mapping of settings (a run's config.yaml); "
+                              "start a new --out if it is damaged")
         version = raw.get("format_version", CONFIG_FORMAT_VERSION)
-        if version > CONFIG_FORMAT_VERSION:
-            raise ValueError(f"{path}: config format_version {version} is newer than this hwnas "
-                             f"reads ({CONFIG_FORMAT_VERSION})")
-        return parse_config(raw, source=str(path))
+        if isinstance(version, int) and version > CONFIG_FORMAT_VERSION:
+            raise ConfigError(f"{path}: config format_version {version} is newer than this hwnas "
+                              f"reads ({CONFIG_FORMAT_VERSION})")
+        return parse_config(raw, source=str(path), lines=lines)
 
 
-def parse_config(raw: dict[str, Any], source: str = "config") -> SearchConfig:
-    """Validate ``raw`` into a config; one-line ValueError naming field and value."""
+def parse_config(raw: dict[str, Any], source: str = "config",
+                 lines: dict[tuple, int] | None = None) -> SearchConfig:
+    """Validate ``raw`` into a config; one-line ConfigError naming field and value."""
     try:
         return SearchConfig(**raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        value = err.get("input")
-        said = isinstance(value, dict) or "got" in msg or repr(value) in msg
-        shown = "" if said else f" (got {value!r})"
-        where = f"{field}: " if field and not msg.startswith(field.split(".")[-1]) else ""
-        prefix = f"{source}: " if source else ""
-        raise ValueError(f"{prefix}{where}{msg}{shown}") from None
+        raise ConfigError(validation_message(e, SearchConfig, source, lines)) from None

@@ -32,6 +32,8 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from hwnas.common.atomic import atomic_save_state_dict
+from hwnas.common.errors import HwnasError
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
 
@@ -57,7 +59,7 @@ def load_target(name: str) -> Any:
         from hwnas.latency.pixel import PIXEL_NAMES, load_pixel_target
 
         if name not in PIXEL_NAMES:
-            raise ValueError(f"unknown target {name!r}: known are "
+            raise HwnasError(f"unknown target {name!r}: known are "
                              f"{', '.join(PIXEL_NAMES)}") from None
         return load_pixel_target(name)
     return _load(name)
@@ -85,8 +87,8 @@ class Components:
         return comp
 
     def load_data(self) -> None:
-        from .data import load_dataset
-        from .train import TrainConfig
+        from hwnas.proxy.data import load_dataset
+        from hwnas.proxy.train import TrainConfig
 
         c = self.config
         kw: dict[str, Any] = dict(resolution=c.proxy_resolution, val_size=c.val_size, seed=c.seed)
@@ -177,7 +179,7 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
         optuna.TrialPruned: The prefilter discarded the candidate, or ``report``
             pruned it.
     """
-    from .train import train
+    from hwnas.proxy.train import train
 
     c = comp.config
     if comp.reward.name == "hard" and lat > c.skip_factor * c.latency_ms:
@@ -209,9 +211,8 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
 def _save_weights(run_dir: Path, number: int, model: torch.nn.Module) -> None:
     d = run_dir / WEIGHTS_DIR
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{number}.pt.tmp"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(d / f"{number}.pt")
+    atomic_save_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                           d / f"{number}.pt")
 
 
 def record_error(trial: Any, e: BaseException) -> None:

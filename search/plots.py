@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hwnas.common.atomic import atomic_write
+
 
 def _ax(ax):  # noqa: ANN001, ANN202
     if ax is None:
@@ -81,6 +83,6 @@ def save_run_plots(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, re
         fig = Figure(figsize=(8, 4))
         FigureCanvasAgg(fig)
         draw(fig.add_subplot())
-        tmp = run_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")  # keeps the legend beside the axes
-        tmp.replace(run_dir / name)
+        # bbox_inches="tight" keeps the legend beside the axes
+        atomic_write(run_dir / name, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110,
+                                                                     bbox_inches="tight"))

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from hwnas.common.errors import HwnasError
+from hwnas.proxy.data import Dataset
 from hwnas.space.build import build
 from hwnas.space.spec import Arch
-
-from .data import Dataset
 
 PREFILTER_METHODS = ("synflow", "naswot")
 # NASWOT mini-batch size: Mellor et al. 2021 score a batch of 128 images.
@@ -59,7 +59,7 @@ def zero_cost_score(arch: Arch, data: Dataset, method: str, seed: int = 0) -> fl
         seed: seeds the weights and (naswot) the choice of images.
     """
     if method not in PREFILTER_METHODS:
-        raise ValueError(f"unknown prefilter method {method!r}: known are "
+        raise HwnasError(f"unknown prefilter method {method!r}: known are "
                          f"{', '.join(PREFILTER_METHODS)}")
     torch.manual_seed(seed)
     model = build(arch, num_classes=data.num_classes)

@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from hwnas.common.atomic import atomic_copy, atomic_write_df, atomic_write_text
+from hwnas.common.errors import HwnasError
 
 from .config import SearchConfig
 
@@ -36,34 +37,6 @@ TRIAL_COLUMNS = [
     "skipped", "error", "zero_cost", "duplicate_of", "epochs", "train_s", "duration_s",
     "datetime_start", "datetime_complete",
 ]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_df(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def trials_frame(study) -> pd.DataFrame:  # noqa: ANN001 - optuna.Study
@@ -180,8 +153,7 @@ def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> N
                 reward_fn=config.reward, data=config.data, weights_of_trial=weights_of)
     wfile = run_dir / WEIGHTS_DIR / f"{weights_of}.pt"
     if wfile.is_file():
-        shutil.copyfile(wfile, run_dir / ".best.pt.tmp")
-        os.replace(run_dir / ".best.pt.tmp", run_dir / "best.pt")
+        atomic_copy(wfile, run_dir / "best.pt")
         state = torch.load(run_dir / "best.pt", weights_only=True)
         arch = Arch.from_str(info["arch"])
         num_classes = state["head.classifier.weight"].shape[0]
@@ -239,10 +211,10 @@ def load_run(path: str | os.PathLike) -> Run:
     p = Path(path)
     cfg_path = p / "config.yaml"
     if not cfg_path.is_file():
-        raise ValueError(f"{p} is not a run folder: no config.yaml in it")
+        raise HwnasError(f"{p} is not a run folder: no config.yaml in it")
     config = yaml.safe_load(cfg_path.read_text()) or {}
     if not isinstance(config, dict):
-        raise ValueError(f"{cfg_path}: expected a mapping, got {type(config).__name__}")
+        raise HwnasError(f"{cfg_path}: expected a mapping, got {type(config).__name__}")
     tp = p / "trials.parquet"
     trials = pd.read_parquet(tp) if tp.is_file() else pd.DataFrame(columns=TRIAL_COLUMNS)
     bp = p / "best.json"

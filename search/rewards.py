@@ -28,6 +28,8 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from hwnas.common.errors import HwnasError
+
 REWARD_NAMES = ("soft", "hard", "abs", "pareto")
 
 # MnasNet (Tan et al., CVPR 2019, Sec. 3.1, Eq. 2): "we simply set alpha = beta
@@ -67,7 +69,7 @@ class Reward(ABC):
 
 def _check_lat(lat: float) -> None:
     if not lat > 0 or math.isinf(lat):
-        raise ValueError(f"latency {lat!r} ms must be a positive finite number")
+        raise HwnasError(f"latency {lat!r} ms must be a positive finite number")
 
 
 @dataclass(frozen=True)
@@ -151,15 +153,15 @@ def make_reward(name: str, target_ms: float, w: float | None = None) -> Reward:
             ``pareto``).
     """
     if name not in REWARD_NAMES:
-        raise ValueError(f"unknown reward {name!r}: known are {', '.join(REWARD_NAMES)}")
+        raise HwnasError(f"unknown reward {name!r}: known are {', '.join(REWARD_NAMES)}")
     if not target_ms > 0 or math.isinf(target_ms):
-        raise ValueError(f"latency target {target_ms!r} ms must be a positive finite number")
+        raise HwnasError(f"latency target {target_ms!r} ms must be a positive finite number")
     if w is not None:
         if name == "pareto":
-            raise ValueError(f"reward pareto has no exponent to override (got w={w!r})")
+            raise HwnasError(f"reward pareto has no exponent to override (got w={w!r})")
         if math.isnan(w) or w > 0 or (name == "abs" and w == 0):
             need = "< 0" if name == "abs" else "<= 0"
-            raise ValueError(f"w={w!r} for reward {name}: need w {need} (a positive w would "
+            raise HwnasError(f"w={w!r} for reward {name}: need w {need} (a positive w would "
                              "reward slower nets)")
     if name == "soft":
         ww = MNAS_SOFT_W if w is None else w

@@ -26,9 +26,12 @@ import optuna
 from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
+from hwnas.common.atomic import atomic_write_text
+from hwnas.common.errors import HwnasError
+
 from .config import SearchConfig
 from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
-from .results import atomic_write_text, write_results
+from .results import write_results
 
 LOCK_NAME = ".lock"
 START_LOCK_NAME = ".start.lock"
@@ -43,7 +46,7 @@ WORKER_SEED_STRIDE = 1000
 _log = logging.getLogger("hwnas.search")
 
 
-class RunError(ValueError):
+class RunError(HwnasError):
     """Bad run set-up (existing folder, locked run, budget out of reach): one line."""
 
 

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
+
+from hwnas.common.cli import Parser, float_in, positive_int, run_cli, seed, widen
+from hwnas.common.errors import HwnasError, UsageError
 
 from .counts import breakdown
 from .notation import STAGE_SEP
@@ -37,22 +38,10 @@ from .references import REFERENCE_NAMES, reference
 from .searchspace import SPACE_NAMES, get_space
 from .spec import Arch
 
-EXIT_USAGE = 2  # argparse's (and the shell's) code for bad usage
 MAX_WIDTH = 4.0  # reference() accepts width multipliers in (0, 4]
 DEFAULT_RESOLUTION = 224  # ImageNet evaluation size used by the papers
 DEFAULT_CLASSES = 1000  # ImageNet-1k
-_UNBOUNDED = 10_000  # columns offered to rich when measuring a table's natural width
 
-
-class UsageError(Exception):
-    """Bad user input; the message is the one line the CLI prints."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are a single stderr line (no usage dump)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 # ------------------------------------------------------------------ library ---
@@ -78,11 +67,11 @@ def resolve_arch(text: str, width: float = 1.0) -> Arch:
     if _ref_key(text) in REFERENCE_NAMES:
         return reference(_ref_key(text), width)
     if STAGE_SEP not in text:
-        raise ValueError(
+        raise HwnasError(
             f"unknown network {text!r}: known are {', '.join(REFERENCE_NAMES)}, "
             f"or give an architecture string 'stem_...{STAGE_SEP}<stage>{STAGE_SEP}...{STAGE_SEP}head_...'")
     if width != 1.0:
-        raise ValueError(f"--width {width:g} applies to reference names only, not to architecture strings")
+        raise HwnasError(f"--width {width:g} applies to reference names only, not to architecture strings")
     return Arch.from_str(text)
 
 
@@ -114,43 +103,13 @@ def sample_arch(space: str, seed: int | None = None) -> Arch:
 
 
 # ------------------------------------------------------------ arg checking ---
-def _width(text: str) -> float:
-    try:
-        w = float(text)
-    except ValueError:
-        w = math.nan
-    if not (0 < w <= MAX_WIDTH):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a width multiplier in (0, {MAX_WIDTH:g}]")
-    return w
-
-
-def _positive_int(what: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what} (a positive integer)")
-        return n
-
-    return parse
-
-
-def _seed(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (a non-negative integer)")
-    return n
+width_multiplier = float_in("width multiplier", 0.0, MAX_WIDTH)
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``nas-space`` argument parser (exposed for docs and tests)."""
-    p = _Parser(prog="nas-space", description="Inspect architectures, reference networks and search spaces.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = Parser(prog="nas-space", description="Inspect architectures, reference networks and search spaces.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     show = sub.add_parser(
         "show", help="per-block params/MAdds table of a network",
@@ -159,11 +118,11 @@ def make_parser() -> argparse.ArgumentParser:
     show.add_argument("arch", metavar="NAME_OR_STRING",
                       help=f"reference name ({', '.join(REFERENCE_NAMES)}) or an architecture string "
                            f"'stem_...{STAGE_SEP}<stage>{STAGE_SEP}...{STAGE_SEP}head_...' (quote it)")
-    show.add_argument("--width", type=_width, default=1.0, metavar="W",
+    show.add_argument("--width", type=width_multiplier, default=1.0, metavar="W",
                       help=f"width multiplier of a reference network, in (0, {MAX_WIDTH:g}] (default 1.0)")
-    show.add_argument("--resolution", type=_positive_int("resolution"), default=DEFAULT_RESOLUTION,
+    show.add_argument("--resolution", type=positive_int("resolution"), default=DEFAULT_RESOLUTION,
                       metavar="R", help=f"square input size in pixels (default {DEFAULT_RESOLUTION})")
-    show.add_argument("--num-classes", type=_positive_int("class count"), default=DEFAULT_CLASSES,
+    show.add_argument("--num-classes", type=positive_int("class count"), default=DEFAULT_CLASSES,
                       metavar="N", help=f"classifier outputs (default {DEFAULT_CLASSES})")
     show.add_argument("--json", action="store_true",
                       help="print JSON (arch string, rows, totals) instead of a table")
@@ -173,7 +132,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Draw one architecture from a search space with numpy's default_rng(SEED) "
                     "and print its string.")
     smp.add_argument("--space", required=True, metavar="NAME", help="search space name (see 'nas-space list')")
-    smp.add_argument("--seed", type=_seed, default=None, metavar="S",
+    smp.add_argument("--seed", type=seed, default=None, metavar="S",
                      help="random seed, a non-negative integer (default: fresh entropy)")
 
     sub.add_parser("list", help="list reference networks and search spaces",
@@ -196,8 +155,7 @@ def _print_table(console: Console, info: dict[str, Any], title: str) -> None:
     table.add_section()
     table.add_row("total", "", "", f"{tot['params']:,}", f"{tot['madds']:,}")
     # Never fold block strings: widen a narrow (or non-terminal, 80-column) console instead.
-    wanted = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
-    console.width = max(console.width, wanted)
+    widen(console, table)
     console.print(table)
     console.print(f"params {tot['params']:,} ({tot['params'] / 1e6:.2f} M)   "
                   f"MAdds {tot['madds']:,} ({tot['madds'] / 1e6:.1f} M)", highlight=False)
@@ -245,17 +203,7 @@ _COMMANDS = {"show": _cmd_show, "sample": _cmd_sample, "list": _cmd_list}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nas-space``; returns the exit code (0; 2 for bad input)."""
-    parser = make_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error already printed (2)
-        return int(e.code or 0)
-    try:
-        _COMMANDS[args.command](args, Console())
-    except UsageError as e:
-        print(f"nas-space {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    return 0
+    return run_cli("nas-space", make_parser(), lambda a: _COMMANDS[a.command](a, Console()), argv)
 
 
 if __name__ == "__main__":

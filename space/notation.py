@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from hwnas.common.errors import HwnasError
+
 from .spec import Arch, BlockSpec, HeadSpec, StemSpec
 
 STAGE_SEP = ":"
@@ -30,7 +32,7 @@ DEFAULT_ACT = "relu"  # a block string without ``n<act>`` uses ReLU
 _OPT = re.compile(r"^([a-z]+?)(\d.*)?$")
 
 
-class NotationError(ValueError):
+class NotationError(HwnasError):
     """A malformed architecture or block string; the message names the bad token."""
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
+from typing import IO
 
 import torch
 from torch import nn
+
+from hwnas.common.atomic import atomic_write
 
 from .build import build
 from .spec import Arch
@@ -28,15 +30,11 @@ def export_onnx(arch: Arch, path: str | os.PathLike, resolution: int = 224, num_
     net = net.eval()
     x = torch.zeros(batch, 3, resolution, resolution)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(f: IO[bytes]) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (x,), tmp, input_names=["input"], output_names=["logits"],
+            torch.onnx.export(net, (x,), f, input_names=["input"], output_names=["logits"],
                               opset_version=ONNX_OPSET, dynamo=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, write)

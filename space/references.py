@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hwnas.common.errors import HwnasError
+
 from .notation import arch_from_str
 from .spec import Arch, make_divisible
 
@@ -146,9 +148,9 @@ def reference(name: str, width: float = 1.0) -> Arch:
     """
     key = name.lower().replace("-", "_")
     if key not in _REFS:
-        raise ValueError(f"unknown network {name!r}: known are {', '.join(REFERENCE_NAMES)}")
+        raise HwnasError(f"unknown network {name!r}: known are {', '.join(REFERENCE_NAMES)}")
     if not (0 < width <= 4):
-        raise ValueError(f"width multiplier must be in (0, 4], got {width!r}")
+        raise HwnasError(f"width multiplier must be in (0, 4], got {width!r}")
     ref = _REFS[key]
     arch = arch_from_str(ref.text)
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.common.errors import HwnasError
+
 from .counts import block_cost, head_cost
 from .notation import head_to_str, stage_to_str, stem_to_str
 from .skeletons import IR_EXPANSIONS, SKELETONS, Skeleton, block_uniform, nearest_expansion
@@ -78,10 +80,10 @@ class Decision:
 
     def __post_init__(self) -> None:
         if not self.choices or len(set(map(_key, self.choices))) != len(self.choices):
-            raise ValueError(f"decision {self.name!r} needs distinct choices, got {self.choices!r}")
+            raise HwnasError(f"decision {self.name!r} needs distinct choices, got {self.choices!r}")
         for c in self.choices:
             if not isinstance(c, bool | int | float | str):
-                raise ValueError(f"choice {c!r} of {self.name!r} is not a bool, int, float or str")
+                raise HwnasError(f"choice {c!r} of {self.name!r} is not a bool, int, float or str")
 
     def index(self, value: Any) -> int:
         """Position of ``value`` among the choices (``True`` never matches ``1``)."""
@@ -90,7 +92,7 @@ class Decision:
             if _key(c) == key:
                 return i
         accepted = ", ".join(map(repr, self.choices))
-        raise ValueError(f"decision {self.name!r} must be one of {accepted}, got {value!r}")
+        raise HwnasError(f"decision {self.name!r} must be one of {accepted}, got {value!r}")
 
 
 def _key(value: Any) -> tuple:
@@ -160,13 +162,13 @@ class SearchSpace:
     def _value(self, values: Mapping[str, Any], name: str) -> Any:
         if name not in values:
             choices = ", ".join(map(repr, self._by_name[name].choices))
-            raise ValueError(f"missing decision {name!r} (choices: {choices})")
+            raise HwnasError(f"missing decision {name!r} (choices: {choices})")
         d = self._by_name[name]
         return d.choices[d.index(values[name])]
 
     def _check_block(self, b: int) -> None:
         if not (isinstance(b, int | np.integer) and 0 <= b < self.num_blocks):
-            raise ValueError(f"block must be in 0..{self.num_blocks - 1}, got {b!r}")
+            raise HwnasError(f"block must be in 0..{self.num_blocks - 1}, got {b!r}")
 
     # --- structure ---------------------------------------------------------
     def block_out_chs(self, b: int, values: Mapping[str, Any]) -> int:
@@ -207,10 +209,10 @@ class SearchSpace:
                 choices or a missing decision, in one line naming it.
         """
         if not isinstance(params, Mapping):
-            raise ValueError(f"params must be a mapping of decision names to choices, got {params!r}")
+            raise HwnasError(f"params must be a mapping of decision names to choices, got {params!r}")
         for key in params:
             if key not in self._by_name:
-                raise ValueError(
+                raise HwnasError(
                     f"unknown decision {key!r} for search space {self.name!r}: known are "
                     f"b0..b{self.num_blocks - 1}_{{{','.join(f for f, _ in BLOCK_FIELDS)}}}"
                     + (", head" if self._head else ""))
@@ -230,19 +232,19 @@ class SearchSpace:
             ValueError: ``arch`` is not a point of this space (names the part).
         """
         if not isinstance(arch, Arch):
-            raise ValueError(f"expected an Arch, got {type(arch).__name__}")
+            raise HwnasError(f"expected an Arch, got {type(arch).__name__}")
         where = f"not a point of search space {self.name!r}"
         if arch.stem != self.stem:
-            raise ValueError(f"stem {stem_to_str(arch.stem)} is {where}: it needs {stem_to_str(self.stem)}")
+            raise HwnasError(f"stem {stem_to_str(arch.stem)} is {where}: it needs {stem_to_str(self.stem)}")
         if len(arch.stages) != self.num_blocks:
-            raise ValueError(f"{len(arch.stages)} stages are {where}: it has {self.num_blocks} blocks")
+            raise HwnasError(f"{len(arch.stages)} stages are {where}: it has {self.num_blocks} blocks")
         params: dict[str, Any] = {}
         for b, stage in enumerate(arch.stages):
             params.update(self._encode_stage(b, stage, where))
         heads = [k for k, h in self.skeleton.heads.items() if h == arch.head]
         if not heads:
             known = ", ".join(head_to_str(h) for h in self.skeleton.heads.values())
-            raise ValueError(f"head {head_to_str(arch.head)} is {where}: it accepts {known}")
+            raise HwnasError(f"head {head_to_str(arch.head)} is {where}: it accepts {known}")
         if self._head:
             params["head"] = heads[0]
         return params
@@ -253,12 +255,12 @@ class SearchSpace:
         op = first.type
         if op == "ir":
             if first.mid_chs is not None or first.exp_ratio not in IR_EXPANSIONS:
-                raise ValueError(f"block {b} '{text}' is {where}: ir expansions are {IR_EXPANSIONS}")
+                raise HwnasError(f"block {b} '{text}' is {where}: ir expansions are {IR_EXPANSIONS}")
             op = f"ir{int(first.exp_ratio)}"
         fits = [f for f in FILTER_CHOICES if make_divisible(sk.out_chs * f) == first.out_chs]
         if not fits:
             accepted = ", ".join(str(make_divisible(sk.out_chs * f)) for f in FILTER_CHOICES)
-            raise ValueError(f"block {b} '{text}' is {where}: its channels are one of {accepted}")
+            raise HwnasError(f"block {b} '{text}' is {where}: its channels are one of {accepted}")
         raw = {"op": op, "kernel": first.kernel, "se": first.se_ratio, "act": first.act,
                "skip": first.skip, "filters": 1.0 if 1.0 in fits else fits[0],
                "layers": len(stage) - sk.layers}
@@ -267,10 +269,10 @@ class SearchSpace:
             try:
                 params[d.name] = d.choices[d.index(raw[d.name.split("_", 1)[1]])]
             except ValueError as e:
-                raise ValueError(f"block {b} '{text}' is {where}: {e}") from None
+                raise HwnasError(f"block {b} '{text}' is {where}: {e}") from None
         expected = self.stage(b, params)
         if expected != stage:
-            raise ValueError(f"block {b} '{text}' is {where}: the nearest point is "
+            raise HwnasError(f"block {b} '{text}' is {where}: the nearest point is "
                              f"'{stage_to_str(expected)}'")
         return params
 
@@ -284,19 +286,19 @@ class SearchSpace:
         """The params dict of one row of choice indices."""
         row = np.asarray(idx)
         if row.shape != (len(self.decisions),) or not np.issubdtype(row.dtype, np.integer):
-            raise ValueError(f"indices must be {len(self.decisions)} ints, got shape {row.shape} "
+            raise HwnasError(f"indices must be {len(self.decisions)} ints, got shape {row.shape} "
                              f"of {row.dtype}")
         bad = np.flatnonzero((row < 0) | (row >= self._high))
         if bad.size:
             d = self.decisions[bad[0]]
-            raise ValueError(f"index {int(row[bad[0]])} of decision {d.name!r} must be in "
+            raise HwnasError(f"index {int(row[bad[0]])} of decision {d.name!r} must be in "
                              f"0..{len(d.choices) - 1}")
         return {d.name: d.choices[int(i)] for d, i in zip(self.decisions, row, strict=True)}
 
     def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` uniform random rows of choice indices, shape ``(n, len(decisions))``."""
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-            raise ValueError(f"number of samples must be an int >= 0, got {n!r}")
+            raise HwnasError(f"number of samples must be an int >= 0, got {n!r}")
         return _rng(rng).integers(0, self._high, size=(n, len(self.decisions)), dtype=np.int64)
 
     # --- sampling ------------------------------------------------------------
@@ -366,7 +368,7 @@ def get_space(name: str) -> SearchSpace:
     7
     """
     if not isinstance(name, str) or name not in SPACE_NAMES:
-        raise ValueError(f"unknown search space {name!r}: known are {', '.join(SPACE_NAMES)}")
+        raise HwnasError(f"unknown search space {name!r}: known are {', '.join(SPACE_NAMES)}")
     return _space(name)
 
 

@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from hwnas.common.errors import HwnasError
+
 BLOCK_TYPES = ("conv", "ds", "ir")
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 KERNELS = (1, 3, 5, 7)
@@ -44,7 +46,7 @@ def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR, round_limit: fl
 
 def _check(ok: bool, what: str, value: object, accepted: object) -> None:
     if not ok:
-        raise ValueError(f"{what} must be {accepted}, got {value!r}")
+        raise HwnasError(f"{what} must be {accepted}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +206,7 @@ class Arch:
         stages = tuple(tuple(s) for s in self.stages)
         object.__setattr__(self, "stages", stages)
         if not stages or any(len(s) == 0 for s in stages):
-            raise ValueError("an architecture needs at least one stage and no empty stage")
+            raise HwnasError("an architecture needs at least one stage and no empty stage")
 
     # --- iteration ------------------------------------------------------
     def blocks(self) -> tuple[BlockSpec, ...]:

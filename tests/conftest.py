@@ -7,18 +7,15 @@ with randomised BatchNorm statistics and compares onnxruntime with torch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
-
-# As the CLIs do (hwnas.search / hwnas.netadapt): no OpenMP spin-waiting on a shared machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import hwnas.common  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads, as the CLIs do)
 from hwnas.space import Arch, build, export_onnx
 
 

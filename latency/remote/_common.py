@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hwnas.common.errors import HwnasError
+
 from ..runner import RunnerError, Stats
 
 DEFAULT_TIMEOUT_S = 600.0  # one step (upload, a measurement, clean-up); generous for slow boards
@@ -61,16 +63,16 @@ def call(
 
 def check_protocol(runs: int, warmup: int, threads: int) -> None:
     if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
+        raise HwnasError(f"runs must be >= 1, got {runs}")
     if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
+        raise HwnasError(f"warmup must be >= 0, got {warmup}")
     if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise HwnasError(f"threads must be >= 1, got {threads}")
 
 
 def check_word(what: str, value: str) -> str:
     if not value or value.startswith("-") or any(c.isspace() for c in value):
-        raise ValueError(f"{what} must be a non-empty word not starting with '-', got {value!r}")
+        raise HwnasError(f"{what} must be a non-empty word not starting with '-', got {value!r}")
     return value
 
 
@@ -78,7 +80,7 @@ def neutral_names(models: Mapping[str, Path]) -> dict[str, str]:
     """``{remote stem: model name}``; checks that every model file exists."""
     for name, path in models.items():
         if not Path(path).is_file():
-            raise ValueError(f"model {name!r}: no file {path}")
+            raise HwnasError(f"model {name!r}: no file {path}")
     return {f"m{i:04d}": name for i, name in enumerate(models)}
 
 

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hwnas.common.errors import HwnasError
+
 from .. import remote_measure
 from ..runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
 from ._common import (
@@ -108,15 +110,15 @@ class AdbRunner(Runner):
     ) -> None:
         self.serial = check_word("serial", serial)
         if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
+            raise HwnasError(f"timeout must be > 0, got {timeout}")
         if not remote_dir.startswith("/") or remote_dir.rstrip("/") in (
             "",
             "/data",
             "/data/local/tmp",
         ):
-            raise ValueError(f"remote_dir must be a dedicated absolute folder, got {remote_dir!r}")
+            raise HwnasError(f"remote_dir must be a dedicated absolute folder, got {remote_dir!r}")
         if cpus is not None and (not cpus or min(cpus) < 0):
-            raise ValueError(f"cpus must be core numbers >= 0, got {list(cpus)}")
+            raise HwnasError(f"cpus must be core numbers >= 0, got {list(cpus)}")
         self.adb, self.timeout, self.remote_dir = adb, timeout, remote_dir.rstrip("/")
         self.cpus, self.pin, self.runtime_version = (
             (list(cpus) if cpus else None),

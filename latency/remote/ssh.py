@@ -10,6 +10,8 @@ import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from hwnas.common.errors import HwnasError
+
 from .. import remote_measure
 from ..runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
 from ._common import (
@@ -71,15 +73,15 @@ class SshRunner(Runner):
         self.host = check_word("host", host)
         self.user = check_word("user", user) if user is not None else None
         if not 0 < port < 65536:
-            raise ValueError(f"port must be in 1..65535, got {port}")
+            raise HwnasError(f"port must be in 1..65535, got {port}")
         if host_key_checking not in ("accept-new", "yes", "no"):
-            raise ValueError(
+            raise HwnasError(
                 f"host_key_checking must be accept-new, yes or no, got {host_key_checking!r}"
             )
         if timeout <= 0 or connect_timeout <= 0:
-            raise ValueError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
+            raise HwnasError(f"timeouts must be > 0, got {timeout} and {connect_timeout}")
         if not remote_dir.startswith("/"):
-            raise ValueError(f"remote_dir must be an absolute path, got {remote_dir!r}")
+            raise HwnasError(f"remote_dir must be an absolute path, got {remote_dir!r}")
         self.port, self.python, self.timeout, self.remote_dir = (
             port,
             python,

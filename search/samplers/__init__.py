@@ -16,6 +16,8 @@ import warnings
 import optuna
 from optuna.samplers import BaseSampler
 
+from hwnas.common.errors import HwnasError
+
 from ._policy import CategoricalPolicy, RewardBaseline
 from ._rl import BEHAVIOUR_PROBS_ATTR, ReplayState, RLSampler
 
@@ -53,9 +55,9 @@ def make_sampler(
     if name is None:
         name = "nsga2" if multi_objective else "tpe"
     if name not in SAMPLER_NAMES:
-        raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLER_NAMES)}")
+        raise HwnasError(f"unknown sampler {name!r}; known: {', '.join(SAMPLER_NAMES)}")
     if multi_objective and name not in _MULTI_OBJECTIVE:
-        raise ValueError(f"sampler {name!r} optimises a single objective; for a "
+        raise HwnasError(f"sampler {name!r} optimises a single objective; for a "
                          f"multi-objective search use one of: {', '.join(_MULTI_OBJECTIVE)}")
     if name == "tpe":
         with warnings.catch_warnings():

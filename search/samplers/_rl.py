@@ -30,6 +30,8 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hwnas.common.errors import HwnasError
+
 from ._policy import CategoricalPolicy, Decision, RewardBaseline
 
 # EMA baseline as in Zoph & Le 2017 (Sec. 3.2) and the MnasNet controller; decay
@@ -113,19 +115,19 @@ class RLSampler(BaseSampler):
         penalty_value: float | None = None,
     ) -> None:
         if learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+            raise HwnasError(f"learning_rate must be positive, got {learning_rate}")
         if not 0.0 <= baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
+            raise HwnasError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
         if entropy_weight < 0:
-            raise ValueError(f"entropy_weight must be >= 0, got {entropy_weight}")
+            raise HwnasError(f"entropy_weight must be >= 0, got {entropy_weight}")
         if clip_ratio is not None and clip_ratio <= 0:
-            raise ValueError(f"clip_ratio must be positive or None, got {clip_ratio}")
+            raise HwnasError(f"clip_ratio must be positive or None, got {clip_ratio}")
         if ppo_window < 1:
-            raise ValueError(f"ppo_window must be >= 1, got {ppo_window}")
+            raise HwnasError(f"ppo_window must be >= 1, got {ppo_window}")
         if ppo_window > 1 and clip_ratio is None:
-            raise ValueError("ppo_window > 1 re-applies old trials and needs clip_ratio")
+            raise HwnasError("ppo_window > 1 re-applies old trials and needs clip_ratio")
         if penalty_value is not None and not math.isfinite(penalty_value):
-            raise ValueError(f"penalty_value must be finite or None, got {penalty_value}")
+            raise HwnasError(f"penalty_value must be finite or None, got {penalty_value}")
         self._learning_rate = learning_rate
         self._baseline_decay = baseline_decay
         self._entropy_weight = entropy_weight

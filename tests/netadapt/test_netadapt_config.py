@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import TINY_YAML
-from netadapt_helpers import write_yaml
+from netadapt_helpers import TINY_YAML, write_yaml
 
 from hwnas.netadapt.config import load_config, parse_amount, parse_config
 

@@ -109,7 +109,7 @@ def _one_line_error(capsys, tmp_path, raw: dict, *needles: str) -> None:
     raw = {**raw, "out": str(out)}
     assert _run_cli(tmp_path, raw) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("netadapt: ") and "\n" not in err, err
+    assert err.startswith("netadapt refine: error: ") and "\n" not in err, err
     for n in needles:
         assert n in err, err
     assert not out.exists()  # nothing half-written

@@ -67,9 +67,9 @@ def study_trials(run_dir: Path) -> pd.DataFrame:
 
 
 def fake_train(accuracy_of: Any = None):  # noqa: ANN201
-    """A stand-in for ``hwnas.search.train.train``: builds the net untrained and
+    """A stand-in for ``hwnas.proxy.train.train``: builds the net untrained and
     returns ``accuracy_of(arch, call_index)`` (or raises what it raises)."""
-    from hwnas.search.train import TrainResult
+    from hwnas.proxy.train import TrainResult
     from hwnas.space import build
 
     calls: list[str] = []

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hwnas.search.data import Dataset
+from hwnas.proxy.data import Dataset
 from hwnas.search.prefilter import PREFILTER_METHODS, naswot, synflow, zero_cost_score
 from hwnas.space import Arch, build, reference
 

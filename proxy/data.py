@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwnas.common.errors import HwnasError
+
 DEFAULT_SPEC = "fashion-mnist"
 FASHION_MNIST_ALIASES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
 # Where Debian's dataset-fashion-mnist package puts the IDX files.
@@ -48,7 +50,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val")}
 
 
-class DataError(ValueError):
+class DataError(HwnasError):
     """The proxy-task data is missing or malformed (one line: where, and how to fix)."""
 
 
@@ -286,7 +288,7 @@ def _prepare(raw: _Raw, idx: np.ndarray | None, spec: str, resolution: int
 
 def _check_resolution(resolution: int) -> None:
     if not isinstance(resolution, int) or resolution < 8:
-        raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
+        raise HwnasError(f"resolution must be an int >= 8, got {resolution!r}")
 
 
 def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int = 5000,
@@ -311,12 +313,12 @@ def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int =
     raw = _raw(str(spec), "train", resolution)
     n = len(raw.labels)
     if not isinstance(val_size, int) or not 1 <= val_size < n:
-        raise ValueError(f"val_size must be an int in [1, {n - 1}] for {raw.name} "
+        raise HwnasError(f"val_size must be an int in [1, {n - 1}] for {raw.name} "
                          f"({n} train images), got {val_size!r}")
     left = n - val_size
     if train_subset is not None and (not isinstance(train_subset, int)
                                      or not 1 <= train_subset <= left):
-        raise ValueError(f"train_subset must be an int in [1, {left}] (the {raw.name} train split "
+        raise HwnasError(f"train_subset must be an int in [1, {left}] (the {raw.name} train split "
                          f"minus {val_size} validation images) or None, got {train_subset!r}")
     perm = np.random.default_rng(seed).permutation(n)
     val_idx = np.sort(perm[:val_size])

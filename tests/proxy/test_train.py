@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from hwnas.search.data import Dataset
-from hwnas.search.train import NonFiniteLoss, TrainConfig, evaluate, recalibrate_bn, train
+from hwnas.proxy.data import Dataset
+from hwnas.proxy.train import NonFiniteLoss, TrainConfig, evaluate, recalibrate_bn, train
 from hwnas.space import Arch, build
 
 TINY = Arch.from_str("stem_k3_s2_c8_nre:ir_r1_k3_s2_e3_c16_nre:"

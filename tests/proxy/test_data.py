@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.search import data as D
-from hwnas.search.data import DataError, load_dataset, load_test_split, read_idx
+from hwnas.proxy import data as D
+from hwnas.proxy.data import DataError, load_dataset, load_test_split, read_idx
 
 
 def write_idx(path: Path, arr: np.ndarray, compress: bool = False) -> Path:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .data import Dataset
@@ -87,7 +88,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, accepted: str) -> None:
             if not ok:
-                raise ValueError(f"{name} must be {accepted}, got {getattr(self, name)!r}")
+                raise HwnasError(f"{name} must be {accepted}, got {getattr(self, name)!r}")
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an int >= 1")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an int >= 1")
@@ -122,7 +123,7 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+        raise HwnasError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -170,7 +171,7 @@ def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total: int
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` (in eval mode, on its own device) on ``x``, ``y``."""
     if len(y) == 0:
-        raise ValueError("evaluate needs at least one example, got 0")
+        raise HwnasError("evaluate needs at least one example, got 0")
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
     amp = _autocast_dtype(device)
@@ -241,7 +242,7 @@ def train(net: Arch | nn.Module, data: Dataset, config: TrainConfig,
     train_x, train_y = _to_device(data.train_x, device), data.train_y.to(device)
     n = len(train_y)
     if n == 0:
-        raise ValueError(f"{data.name}: no training images")
+        raise HwnasError(f"{data.name}: no training images")
     bs = min(config.batch_size, n)
     per_epoch = n // bs  # the last partial batch is dropped (a fresh random one each epoch)
     total = per_epoch * config.epochs

@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 
 from hwnas.common.errors import HwnasError
+from hwnas.common.units import shorten
 
-from .spec import Arch, BlockSpec, HeadSpec, StemSpec
+from .spec import MAX_LAYERS, Arch, BlockSpec, HeadSpec, StemSpec
 
 STAGE_SEP = ":"
 BLOCK_SEP = ","
@@ -42,11 +43,11 @@ def _fmt_num(x: float) -> str:
 
 def _num(token: str, value: str | None, kind: type = int) -> float:
     if value is None:
-        raise NotationError(f"bad token {token!r}: missing number")
+        raise NotationError(f"bad token {shorten(token)}: missing number")
     try:
         out = kind(value)
     except ValueError:
-        raise NotationError(f"bad token {token!r}: {value!r} is not a number") from None
+        raise NotationError(f"bad token {shorten(token)}: {shorten(value)} is not a number") from None
     return out
 
 
@@ -78,7 +79,7 @@ def block_from_str(text: str) -> list[BlockSpec]:
     tokens = text.strip().split("_")
     if not tokens or tokens[0] not in _TOKEN_TO_TYPE:
         raise NotationError(
-            f"bad block type {tokens[0]!r} in {text!r}: expected one of {sorted(_TOKEN_TO_TYPE)}")
+            f"bad block type {shorten(tokens[0])} in {shorten(text)}: expected one of {sorted(_TOKEN_TO_TYPE)}")
     kind = _TOKEN_TO_TYPE[tokens[0]]
     args: dict[str, object] = {"type": kind}
     repeats = 1
@@ -101,7 +102,7 @@ def block_from_str(text: str) -> list[BlockSpec]:
             continue
         m = _OPT.match(tok)
         if not m:
-            raise NotationError(f"bad token {tok!r} in {text!r}")
+            raise NotationError(f"bad token {shorten(tok)} in {shorten(text)}")
         key, val = m.group(1), m.group(2)
         if key == "r":
             repeats = int(_num(tok, val))
@@ -119,14 +120,15 @@ def block_from_str(text: str) -> list[BlockSpec]:
             args["se_ratio"] = float(_num(tok, val, float))
         else:
             raise NotationError(
-                f"bad token {tok!r} in {text!r}: expected r, k, s, e, m, c, se, sig, sein, "
+                f"bad token {shorten(tok)} in {shorten(text)}: expected r, k, s, e, m, c, se, sig, sein, "
                 f"n{{re,r6,hs,sw}}, skip or noskip")
     for need in ("kernel", "stride", "out_chs"):
         if need not in args:
             letter = {"kernel": "k", "stride": "s", "out_chs": "c"}[need]
-            raise NotationError(f"block {text!r} lacks its {letter} token ({need})")
-    if repeats < 1:
-        raise NotationError(f"bad token 'r{repeats}' in {text!r}: repeats must be >= 1")
+            raise NotationError(f"block {shorten(text)} lacks its {letter} token ({need})")
+    if not 1 <= repeats <= MAX_LAYERS:
+        raise NotationError(f"bad token 'r{repeats}' in {shorten(text)}: repeats must be in "
+                            f"1..{MAX_LAYERS}")
     if kind == "conv" and args.get("exp_ratio", 1.0) == 1.0:
         args.pop("exp_ratio", None)
     args["skip"] = skip if skip is not None else (kind != "conv")
@@ -134,7 +136,7 @@ def block_from_str(text: str) -> list[BlockSpec]:
     try:
         first = BlockSpec(**args)  # type: ignore[arg-type]
     except ValueError as e:
-        raise NotationError(f"bad block {text!r}: {e}") from None
+        raise NotationError(f"bad block {shorten(text)}: {e}") from None
     rest = BlockSpec(**{**args, "stride": 1}) if repeats > 1 else first  # type: ignore[arg-type]
     return [first] + [rest] * (repeats - 1)
 
@@ -184,7 +186,7 @@ def _parse_opts(text: str, what: str, allowed: str) -> dict[str, str]:
             continue
         m = _OPT.match(tok)
         if not m or m.group(1) not in allowed or m.group(2) is None:
-            raise NotationError(f"bad token {tok!r} in {what} {text!r}")
+            raise NotationError(f"bad token {shorten(tok)} in {what} {shorten(text)}")
         opts[m.group(1)] = m.group(2)
     return opts
 
@@ -192,23 +194,23 @@ def _parse_opts(text: str, what: str, allowed: str) -> dict[str, str]:
 def stem_from_str(text: str) -> StemSpec:
     o = _parse_opts(text, "stem", "ksc")
     if "c" not in o:
-        raise NotationError(f"stem {text!r} lacks its c token (channels)")
+        raise NotationError(f"stem {shorten(text)} lacks its c token (channels)")
     try:
         return StemSpec(out_chs=int(o["c"]), kernel=int(o.get("k", 3)), stride=int(o.get("s", 2)),
                         act=o.get("act", DEFAULT_ACT))
     except ValueError as e:
-        raise NotationError(f"bad stem {text!r}: {e}") from None
+        raise NotationError(f"bad stem {shorten(text)}: {e}") from None
 
 
 def head_from_str(text: str) -> HeadSpec:
     o = _parse_opts(text, "head", "cf")
     if "c" not in o:
-        raise NotationError(f"head {text!r} lacks its c token (channels)")
+        raise NotationError(f"head {shorten(text)} lacks its c token (channels)")
     kind = o.get("kind", "v3" if "f" in o else "v2")
     try:
         return HeadSpec(kind=kind, chs=int(o["c"]), features=int(o.get("f", 0)), act=o.get("act", DEFAULT_ACT))
     except ValueError as e:
-        raise NotationError(f"bad head {text!r}: {e}") from None
+        raise NotationError(f"bad head {shorten(text)}: {e}") from None
 
 
 # ---------------------------------------------------------------- arch ---
@@ -223,11 +225,11 @@ def arch_from_str(text: str) -> Arch:
     parts = [p for p in text.split(STAGE_SEP)]
     if len(parts) < 3 or not parts[0].startswith("stem") or not parts[-1].startswith("head"):
         raise NotationError(
-            f"bad architecture string {text[:60]!r}: expected 'stem_...{STAGE_SEP}<stage>{STAGE_SEP}...{STAGE_SEP}head_...'")
+            f"bad architecture string {shorten(text)}: expected 'stem_...{STAGE_SEP}<stage>{STAGE_SEP}...{STAGE_SEP}head_...'")
     stages = []
     for p in parts[1:-1]:
         if not p:
-            raise NotationError(f"empty stage in {text[:60]!r}")
+            raise NotationError(f"empty stage in {shorten(text)}")
         layers: list[BlockSpec] = []
         for b in p.split(BLOCK_SEP):
             layers.extend(block_from_str(b))

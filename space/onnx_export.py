@@ -13,7 +13,7 @@ from torch import nn
 from hwnas.common.atomic import atomic_write
 
 from .build import build
-from .spec import Arch
+from .spec import Arch, check_resolution
 
 ONNX_OPSET = 17  # HardSwish/HardSigmoid are native from opset 14
 
@@ -26,6 +26,7 @@ def export_onnx(arch: Arch, path: str | os.PathLike, resolution: int = 224, num_
     leaves nothing behind.
     """
     path = Path(path)
+    check_resolution(resolution)
     net = model if model is not None else build(arch, num_classes=num_classes)
     net = net.eval()
     x = torch.zeros(batch, 3, resolution, resolution)

@@ -8,11 +8,11 @@ exactly what is built. The canonical text form lives in ``notation.py``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from hwnas.common.errors import HwnasError
+from hwnas.common.units import shorten
 
 BLOCK_TYPES = ("conv", "ds", "ir")
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
@@ -44,9 +44,30 @@ def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR, round_limit: fl
     return int(new)
 
 
+# Limits on what hwnas builds, measures or predicts, stated once and enforced by the
+# specs themselves (so every CLI and the Python API refuse the same inputs before
+# allocating anything): a 4x-wide MobileNetV3-Large head has 5,120 channels and the
+# deepest published mobile nets ~60 layers; an input of 1024 px is 4.7x ImageNet's.
+MAX_CHANNELS = 8192
+MAX_LAYERS = 256
+MAX_RESOLUTION = 1024
+MAX_EXPANSION = 16.0  # MnasNet/MobileNetV3 use at most 6
+
+
 def _check(ok: bool, what: str, value: object, accepted: object) -> None:
     if not ok:
-        raise HwnasError(f"{what} must be {accepted}, got {value!r}")
+        raise HwnasError(f"{what} must be {accepted}, got {shorten(value)}")
+
+
+def _channels(value: object) -> bool:
+    return isinstance(value, int) and 0 < value <= MAX_CHANNELS
+
+
+def check_resolution(resolution: object) -> int:
+    """``resolution`` if it is an int in [1, MAX_RESOLUTION]; HwnasError otherwise."""
+    _check(isinstance(resolution, int) and 0 < resolution <= MAX_RESOLUTION, "resolution",
+           resolution, f"an integer in 1..{MAX_RESOLUTION}")
+    return resolution  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +80,7 @@ class StemSpec:
     act: str = "relu"
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.out_chs, int) and self.out_chs > 0, "stem channels", self.out_chs, "a positive int")
+        _check(_channels(self.out_chs), "stem channels", self.out_chs, f"an int in 1..{MAX_CHANNELS}")
         _check(self.kernel in KERNELS, "stem kernel", self.kernel, f"one of {KERNELS}")
         _check(self.stride in STRIDES, "stem stride", self.stride, f"one of {STRIDES}")
         _check(self.act in ACTIVATIONS, "stem activation", self.act, f"one of {ACTIVATIONS}")
@@ -105,10 +126,10 @@ class BlockSpec:
         _check(self.type in BLOCK_TYPES, "block type", self.type, f"one of {BLOCK_TYPES}")
         _check(self.kernel in KERNELS, "kernel", self.kernel, f"one of {KERNELS}")
         _check(self.stride in STRIDES, "stride", self.stride, f"one of {STRIDES}")
-        _check(isinstance(self.out_chs, int) and self.out_chs > 0, "channels", self.out_chs, "a positive int")
-        _check(self.exp_ratio > 0 and math.isfinite(self.exp_ratio), "expansion", self.exp_ratio, "a positive number")
-        _check(self.mid_chs is None or (isinstance(self.mid_chs, int) and self.mid_chs > 0),
-               "expanded channels", self.mid_chs, "a positive int")
+        _check(_channels(self.out_chs), "channels", self.out_chs, f"an int in 1..{MAX_CHANNELS}")
+        _check(0 < self.exp_ratio <= MAX_EXPANSION, "expansion", self.exp_ratio, f"a number in (0, {MAX_EXPANSION}]")
+        _check(self.mid_chs is None or _channels(self.mid_chs),
+               "expanded channels", self.mid_chs, f"an int in 1..{MAX_CHANNELS}")
         _check(0 <= self.se_ratio < 1, "SE ratio", self.se_ratio, "in [0, 1)")
         _check(self.se_gate in SE_GATES, "SE gate", self.se_gate, f"one of {SE_GATES}")
         _check(self.se_from in SE_FROM, "SE reduction base", self.se_from, f"one of {SE_FROM}")
@@ -161,10 +182,10 @@ class HeadSpec:
 
     def __post_init__(self) -> None:
         _check(self.kind in HEAD_KINDS, "head kind", self.kind, f"one of {HEAD_KINDS}")
-        _check(isinstance(self.chs, int) and self.chs > 0, "head channels", self.chs, "a positive int")
+        _check(_channels(self.chs), "head channels", self.chs, f"an int in 1..{MAX_CHANNELS}")
         _check(self.act in ACTIVATIONS, "head activation", self.act, f"one of {ACTIVATIONS}")
         if self.kind == "v3":
-            _check(isinstance(self.features, int) and self.features > 0, "v3 head features", self.features, "a positive int")
+            _check(_channels(self.features), "v3 head features", self.features, f"an int in 1..{MAX_CHANNELS}")
         else:
             _check(self.features == 0, "v2 head features", self.features, "0 (v2 heads have no hidden FC)")
 
@@ -207,6 +228,8 @@ class Arch:
         object.__setattr__(self, "stages", stages)
         if not stages or any(len(s) == 0 for s in stages):
             raise HwnasError("an architecture needs at least one stage and no empty stage")
+        n = sum(len(s) for s in stages)
+        _check(n <= MAX_LAYERS, "number of layers", n, f"at most {MAX_LAYERS}")
 
     # --- iteration ------------------------------------------------------
     def blocks(self) -> tuple[BlockSpec, ...]:
@@ -214,6 +237,7 @@ class Arch:
 
     def layers(self, resolution: int = 224) -> Iterator[Layer]:
         """Yield every block with the channels and resolution it receives."""
+        check_resolution(resolution)
         chs = self.stem.out_chs
         res = _out_res(resolution, self.stem.stride)
         for si, stage in enumerate(self.stages):
@@ -223,6 +247,7 @@ class Arch:
 
     def final_shape(self, resolution: int = 224) -> tuple[int, int]:
         """(channels, resolution) entering the head."""
+        check_resolution(resolution)
         chs, res = self.stem.out_chs, _out_res(resolution, self.stem.stride)
         for b in self.blocks():
             chs, res = b.out_chs, _out_res(res, b.stride)

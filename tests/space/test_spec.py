@@ -198,3 +198,20 @@ def test_malformed_arch_strings(text: str, fragment: str) -> None:
 
 def test_notation_error_is_a_value_error() -> None:
     assert issubclass(NotationError, ValueError)
+
+
+# --- limits (stated once in hwnas.space.spec; refused before anything is allocated) ------
+def test_limits_refuse_huge_inputs_in_one_short_line() -> None:
+    from hwnas.space.spec import MAX_CHANNELS, MAX_LAYERS, MAX_RESOLUTION
+
+    huge = "stem_k3_s2_c16_nre:ds_r1_k3_s1_c999999_nre:head_v2_c1280_nre"
+    with pytest.raises(ValueError, match=f"channels must be an int in 1..{MAX_CHANNELS}"):
+        Arch.from_str(huge)
+    with pytest.raises(ValueError, match=f"repeats must be in 1..{MAX_LAYERS}"):
+        Arch.from_str("stem_k3_s2_c16_nre:ds_r100000_k3_s1_c16_nre:head_v2_c1280_nre")
+    arch = Arch.from_str("stem_k3_s2_c16_nre:ds_r1_k3_s1_c16_nre:head_v2_c1280_nre")
+    with pytest.raises(ValueError, match=f"resolution must be an integer in 1..{MAX_RESOLUTION}"):
+        arch.madds(resolution=100_000)
+    with pytest.raises(ValueError) as e:
+        Arch.from_str("stem_k3_s2_c16_nre:" + "x" * 10_000 + ":head_v2_c1280_nre")
+    assert len(str(e.value)) < 300

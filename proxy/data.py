@@ -291,6 +291,28 @@ def _check_resolution(resolution: int) -> None:
         raise HwnasError(f"resolution must be an int >= 8, got {resolution!r}")
 
 
+MIN_CLASSES = 2  # one class scores every net 1.0: the search would optimise latency alone
+MIN_PER_CLASS = 2  # at least one image of each class can land on each side of the split
+
+
+def _check_labels(raw: _Raw) -> None:
+    """Labels in range, at least MIN_CLASSES classes with MIN_PER_CLASS images each."""
+    labels = np.asarray(raw.labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= raw.num_classes):
+        raise DataError(f"{raw.source}: labels must be in 0..{raw.num_classes - 1}, found "
+                        f"{int(labels.min())}..{int(labels.max())}")
+    counts = np.bincount(labels, minlength=raw.num_classes) if labels.size else np.zeros(0, int)
+    present = int((counts > 0).sum())
+    if present < MIN_CLASSES:
+        raise DataError(f"{raw.source}: {present} class(es) with images; a classifier needs at "
+                        f"least {MIN_CLASSES} (one sub-folder per class)")
+    few = [raw.classes[i] if i < len(raw.classes) else str(i)
+           for i in np.flatnonzero(counts < MIN_PER_CLASS)]
+    if few:
+        raise DataError(f"{raw.source}: class(es) {', '.join(few[:5])} have fewer than "
+                        f"{MIN_PER_CLASS} images")
+
+
 def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int = 5000,
                  train_subset: int | None = None, seed: int = 0) -> Dataset:
     """Load the proxy task: a seeded validation split and training subset of the TRAIN split.
@@ -311,6 +333,7 @@ def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int =
     """
     _check_resolution(resolution)
     raw = _raw(str(spec), "train", resolution)
+    _check_labels(raw)
     n = len(raw.labels)
     if not isinstance(val_size, int) or not 1 <= val_size < n:
         raise HwnasError(f"val_size must be an int in [1, {n - 1}] for {raw.name} "

@@ -7,10 +7,10 @@
 import hwnas.common  # noqa: F401 (sets OMP_WAIT_POLICY before torch loads)
 
 from .config import RefineConfig, load_config, parse_config
+from .prunable import MODES, Unit, layout, normalize, smallest, units, with_count
 from .refine import Progress
 from .run import prepare, run_refine
 from .surgery import prune
-from .units import MODES, Unit, layout, normalize, smallest, units, with_count
 
 __all__ = [
     "MODES", "Progress", "RefineConfig", "Unit", "layout", "load_config", "normalize",

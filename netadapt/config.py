@@ -18,7 +18,7 @@ from hwnas.common.errors import ConfigError, HwnasError
 from hwnas.common.units import parse_latency
 from hwnas.common.yamlio import load_yaml, validation_message
 
-from .units import DEFAULT_CHANNEL_STEP
+from .prunable import DEFAULT_CHANNEL_STEP
 
 CONFIG_FORMAT_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Resolve what a run.yaml names: the latency target, the input network, its weights.
+"""Resolve what a run.yaml names: the input network and its weights.
 
 Everything here only reads; it runs before the output folder is made, so a
 bad input stops the refine with one line and nothing written.
@@ -13,24 +13,10 @@ from pathlib import Path
 import torch
 
 from hwnas.common.errors import HwnasError
-from hwnas.latency.target import Target
 from hwnas.space.notation import NotationError
 from hwnas.space.spec import Arch
 
 from .config import InputSpec
-
-
-def load_target(name: str) -> Target:
-    """The latency target ``name`` (host, pixel, or a user target); one-line ValueError.
-
-    The one place a refine gets its target (:func:`hwnas.latency.load_target`).
-    """
-    from hwnas.latency import load_target as _load
-
-    try:
-        return _load(name)
-    except (KeyError, LookupError) as e:
-        raise HwnasError(f"unknown target {name!r} ({e})") from None
 
 
 @dataclass

@@ -10,7 +10,7 @@ Layout of ``<out>/``::
     arch.txt           the final architecture string
     final.pt           final weights (state_dict) after the long-term fine-tune
     final.onnx         the final net with those weights
-    final.json         summary: latency (predicted, and measured on host) and accuracy before/after
+    final.json         summary: latency (predicted, and measured where the target can measure) and accuracy before/after
     trajectory.png     accuracy vs predicted latency per iteration
 
 Every file is written to a temporary name and renamed, so an interrupted

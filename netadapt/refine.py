@@ -6,7 +6,7 @@ Howard et al., ICCV 2019, Section 4.2)::
     net, L = input, predicted latency of input
     for i = 1, 2, ... while L > goal:
         dR_i = dR_1 * decay^(i-1);  C = max(L - dR_i, goal)
-        for every prunable unit u:                        # units.py
+        for every prunable unit u:                        # prunable.py
             n_u = the largest count whose predicted latency <= C
             p_u = net with u cut to n_u channels, keeping the filters of
                   largest L2 norm and their weights        # surgery.py
@@ -36,8 +36,8 @@ from hwnas.space.build import build
 from hwnas.space.spec import Arch
 
 from .config import RefineConfig
+from .prunable import Unit, candidates, count, smallest, units, with_count
 from .surgery import prune
-from .units import Unit, candidates, count, normalize, smallest, units, with_count
 
 # Latencies are sums of floats; a proposal "meets" a bound within this (ms).
 EPS_MS = 1e-9
@@ -218,7 +218,3 @@ def prepare_model(arch: Arch, weights: Path | None, num_classes: int) -> nn.Modu
     load_weights(weights, model)
     return model.eval()
 
-
-def normalized_input(arch: Arch) -> Arch:
-    """The input in the form pruning works on (explicit expanded sizes, taken skips only)."""
-    return normalize(arch)

@@ -24,14 +24,15 @@ from torch import nn
 
 from hwnas.common.atomic import atomic_save_state_dict, atomic_write_text
 from hwnas.common.errors import HwnasError
-from hwnas.latency.target import Target
+from hwnas.latency import Target, load_target
 from hwnas.proxy.data import Dataset
 from hwnas.space.build import build
 from hwnas.space.spec import Arch
 
 from . import outputs
 from .config import RefineConfig, parse_config
-from .inputs import ResolvedInput, load_target, resolve_input
+from .inputs import ResolvedInput, resolve_input
+from .prunable import normalize
 from .refine import (
     EPS_MS,
     Progress,
@@ -42,7 +43,6 @@ from .refine import (
     prepare_model,
     smallest_reachable,
 )
-from .units import normalize
 
 SUMMARY_FORMAT_VERSION = 1
 
@@ -193,11 +193,6 @@ def run_refine(cfg: RefineConfig, progress: Progress | None = None,
     return _finish(p, state, model, rows, stuck, progress, time.perf_counter() - t0)
 
 
-def _measure_host(target: Target, arch: Arch, resolution: int) -> float:
-    """Median end-to-end latency (ms) of ``arch`` on this host, with the target's protocol."""
-    return float(target.measure(arch, resolution).median)  # type: ignore[attr-defined]
-
-
 def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck: bool,
             progress: Progress, seconds: float) -> dict:
     """Long-term fine-tune, then final weights, ONNX, plot, summary."""
@@ -231,14 +226,13 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
                   "accuracy_short_term": short_acc, "accuracy": acc, "params": arch.params(nc)},
         "seconds": seconds,
     }
-    if p.target.name == "host":
-        progress.message("measuring the input and the final net on this host")
-        summary["initial"]["measured_ms"] = _measure_host(p.target, Arch.from_str(init["arch"]),
-                                                          cfg.resolution)
-        summary["final"]["measured_ms"] = _measure_host(p.target, arch, cfg.resolution)
+    if p.target.can_measure:  # a fitted target (pixel) has nothing to measure on
+        progress.message(f"measuring the input and the final net on {cfg.target}")
+        for key, a in (("initial", Arch.from_str(init["arch"])), ("final", arch)):
+            summary[key]["measured_ms"] = float(p.target.measure(a, cfg.resolution).median)
     outputs.write_history(out, rows)  # also when no iteration was needed
     outputs.plot_trajectory(out / "trajectory.png", rows, (init["latency_ms"], init["accuracy"]),
-                       (state["latency_ms"], acc), p.goal_ms)
+                            (state["latency_ms"], acc), p.goal_ms)
     outputs.write_json(out / "final.json", summary)
     outputs.write_json(out / "state.json", {**state, "phase": "done"})
     (out / state["weights"]).unlink(missing_ok=True)

@@ -3,7 +3,7 @@
 NetAdapt (Yang et al., ECCV 2018, Section 3.2) keeps, in the layer being
 simplified, the filters with the largest L2 norm and removes the rest; the
 layers consuming that feature map lose the matching input channels. Here a
-whole channel space (:mod:`hwnas.netadapt.units`) is pruned at once: its
+whole channel space (:mod:`hwnas.netadapt.prunable`) is pruned at once: its
 importance per channel is the L2 norm of each producing conv's filter,
 summed over the producers that write into the space (several when residual
 additions tie layers together). Everything indexed by the space follows
@@ -24,7 +24,7 @@ from hwnas.common.errors import HwnasError
 from hwnas.space.build import build
 from hwnas.space.spec import Arch
 
-from .units import Layout, layout, normalize
+from .prunable import Layout, layout, normalize
 
 
 def importance(model: nn.Module, lay: Layout, space: str) -> torch.Tensor:

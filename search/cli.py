@@ -23,11 +23,15 @@ from .config import (
     DEFAULT_TRIALS,
     PREFILTERS,
     PRUNERS,
+    RESUMABLE_FIELDS,
     REWARDS,
     SAMPLERS,
     SearchConfig,
     parse_config,
 )
+from .prefilter import PREFILTER_REGISTRY
+from .rewards import REWARD_REGISTRY
+from .samplers import SAMPLER_REGISTRY, default_sampler
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|h)?\s*$")
 _DURATION_S = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -42,6 +46,11 @@ def parse_duration(text: str) -> float | None:
         raise HwnasError(f"bad --timeout {text!r}: expected seconds, a number with s, m or h (e.g. 10m), or none")
     return float(m.group(1)) * _DURATION_S[m.group(2)]
 
+
+def _choices_help(registry: dict, default: str) -> str:
+    """``name: help; ...`` of a registry, the default marked."""
+    return "; ".join(f"{n}{' (default)' if n == default else ''}: {k.help}"
+                     for n, k in registry.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--timeout", default=None, help="stop starting trials after this long: 600, 10m, 1h or "
                                       f"none (default {DEFAULT_TIMEOUT_S / 60:g}m)")
     a("--sampler", choices=SAMPLERS, default=None,
-      help="controller: tpe (default), nsga2 (default for pareto), random, rl (MnasNet policy gradient)")
+      help=f"controller; default {default_sampler(False)}, {default_sampler(True)} for a "
+           f"multi-objective reward. {_choices_help(SAMPLER_REGISTRY, '')}")
     a("--reward", choices=REWARDS, default=None,
-      help="soft/hard: MnasNet ACC*(LAT/TAR)^w; abs: TuNAS ACC+beta*|LAT/TAR-1|; pareto: multi-objective")
+      help=_choices_help(REWARD_REGISTRY, SearchConfig.model_fields["reward"].default))
     a("--w", type=float, default=None, help="override the reward exponent (MnasNet) or beta (TuNAS)")
     a("--epochs", type=int, default=None, help="proxy training epochs per trial (default 2)")
     a("--proxy-resolution", type=int, default=None,
@@ -74,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--val-size", type=int, default=None,
       help="held-out images carved from the train split to score nets (default 5000)")
     a("--lr", type=float, default=None, help="proxy training peak learning rate")
-    a("--pruner", choices=PRUNERS, default=None, help="stop weak trials early (default median)")
+    a("--pruner", choices=PRUNERS, default=None, help="stop weak trials early (default "
+      f"{SearchConfig.model_fields['pruner'].default})")
     a("--prefilter", choices=PREFILTERS, default=None,
-      help="zero-cost score at initialisation to discard hopeless candidates before training")
+      help="zero-cost score at initialisation to discard hopeless candidates before training "
+           f"(default none). {_choices_help(PREFILTER_REGISTRY, '')}")
     a("--prefilter-keep", type=float, default=None,
       help="prefilter: keep candidates scoring in the top fraction seen so far (default 0.5)")
     a("--workers", type=int, default=None, help="parallel trial processes (local) or concurrent Ray trials")
@@ -92,18 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_FLAG_TO_FIELD = {
-    "space": "space", "data": "data", "trials": "trials", "sampler": "sampler", "reward": "reward",
-    "w": "w", "epochs": "epochs", "proxy_resolution": "proxy_resolution", "resolution": "resolution",
-    "train_subset": "train_subset", "val_size": "val_size", "lr": "lr",
-    "prefilter_keep": "prefilter_keep", "pruner": "pruner", "prefilter": "prefilter", "workers": "workers",
-    "backend": "backend", "ray_address": "ray_address", "max_failures": "max_failures",
-    "storage": "storage", "out": "out", "seed": "seed",
-}
-
-
-# Flags a resumed run may change (its budget and where it runs), as run.prepare keeps.
-RESUMABLE = ("trials", "timeout", "workers", "backend", "ray_address", "max_failures")
+# Config fields set by the flag of another name; every other field's flag is its name.
+_FIELD_TO_FLAG = {"latency": "lat", "timeout_s": "timeout"}
+# Flags copied to the config field of the same name as given.
+_FLAG_TO_FIELD = {f: f for f in (
+    "space", "data", "trials", "sampler", "reward", "w", "epochs", "proxy_resolution",
+    "resolution", "train_subset", "val_size", "lr", "prefilter_keep", "pruner", "prefilter",
+    "workers", "backend", "ray_address", "max_failures", "storage", "out", "seed")}
+# Flags a resumed run may change (its budget and where it runs): config.RESUMABLE_FIELDS.
+RESUMABLE = tuple(_FIELD_TO_FLAG.get(f, f) for f in RESUMABLE_FIELDS)
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:

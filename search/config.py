@@ -17,14 +17,23 @@ from hwnas.common.errors import ConfigError, HwnasError
 from hwnas.common.units import parse_latency
 from hwnas.common.yamlio import load_yaml, validation_message
 
+from .prefilter import PREFILTER_CHOICES
+from .rewards import REWARD_NAMES, REWARD_REGISTRY
+from .samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLER_NAMES, default_sampler
+from .study import PRUNER_NAMES
+
 CONFIG_FORMAT_VERSION = 1
 
-REWARDS = ("soft", "hard", "abs", "pareto")
-SAMPLERS = ("tpe", "nsga2", "random", "rl")
-MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")
+# The allowed values of each choice field, as their owners define them (the
+# registries in rewards.py, samplers/, study.py, prefilter.py); earlier names kept.
+REWARDS = REWARD_NAMES
+SAMPLERS = SAMPLER_NAMES
+PRUNERS = PRUNER_NAMES
+PREFILTERS = PREFILTER_CHOICES
+# Where trials run: local processes (run.py) or Ray Tune (ray_backend.py).
 BACKENDS = ("local", "ray")
-PRUNERS = ("median", "sha", "hyperband", "none")
-PREFILTERS = ("none", "synflow", "naswot")
+# Fields a resumed run may change (its budget and where it runs); the rest is fixed.
+RESUMABLE_FIELDS = ("trials", "timeout_s", "workers", "backend", "ray_address", "max_failures")
 
 # Default budget: "with only --target and --lat, something sensible in about
 # 10 minutes on 2 cores". A default trial trains on DEFAULT_TRAIN_SUBSET images
@@ -56,8 +65,8 @@ class SearchConfig(BaseModel):
     data: str = "fashion-mnist"
     trials: int = Field(DEFAULT_TRIALS, ge=1)
     timeout_s: float | None = Field(DEFAULT_TIMEOUT_S, gt=0)
-    sampler: Literal["tpe", "nsga2", "random", "rl"] | None = None
-    reward: Literal["soft", "hard", "abs", "pareto"] = "soft"
+    sampler: Literal[SAMPLERS] | None = None
+    reward: Literal[REWARDS] = "soft"
     w: float | None = None
     epochs: int = Field(DEFAULT_EPOCHS, ge=1)
     proxy_resolution: int = Field(32, ge=16, le=512)
@@ -66,12 +75,12 @@ class SearchConfig(BaseModel):
     val_size: int = Field(5000, ge=64)
     batch_size: int = Field(128, ge=1)
     lr: float | None = Field(None, gt=0)
-    pruner: Literal["median", "sha", "hyperband", "none"] = "median"
-    prefilter: Literal["none", "synflow", "naswot"] = "none"
+    pruner: Literal[PRUNERS] = "median"
+    prefilter: Literal[PREFILTERS] = "none"
     prefilter_keep: float = Field(0.5, gt=0, le=1, description="fraction of candidates kept")
     skip_factor: float = Field(DEFAULT_SKIP_FACTOR, gt=1)
     workers: int = Field(1, ge=1)
-    backend: Literal["local", "ray"] = "local"
+    backend: Literal[BACKENDS] = "local"
     ray_address: str | None = None
     max_failures: int = Field(2, ge=0)
     storage: str | None = None
@@ -93,17 +102,17 @@ class SearchConfig(BaseModel):
         if self.latency_ms != ms:
             object.__setattr__(self, "latency_ms", ms)
         if self.sampler is None:
-            object.__setattr__(self, "sampler", "nsga2" if self.reward == "pareto" else "tpe")
-        if self.reward == "pareto" and self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
-            raise HwnasError(f"sampler {self.sampler!r} optimises one objective; reward pareto "
-                             f"needs one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+            object.__setattr__(self, "sampler", default_sampler(self.multi_objective))
+        if self.multi_objective and self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            raise HwnasError(f"sampler {self.sampler!r} optimises one objective; reward "
+                             f"{self.reward} needs one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
         if self.ray_address and self.backend != "ray":
             object.__setattr__(self, "backend", "ray")
         return self
 
     @property
     def multi_objective(self) -> bool:
-        return self.reward == "pareto"
+        return REWARD_REGISTRY[self.reward].multi_objective
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -33,11 +33,14 @@ import torch
 from optuna.trial import TrialState
 
 from hwnas.common.atomic import atomic_save_state_dict
-from hwnas.common.errors import HwnasError
+from hwnas.latency import load_target
+from hwnas.proxy.data import load_dataset
+from hwnas.proxy.train import TrainConfig, train
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
 
 from .config import DEFAULT_TRAIN_SUBSET, SearchConfig
+from .prefilter import zero_cost_score
 from .results import WEIGHTS_DIR
 from .rewards import make_reward
 
@@ -49,20 +52,6 @@ DEPLOY_NUM_CLASSES = 1000
 # fewer, the running quantile is noise).
 PREFILTER_WARMUP = 4
 PREFILTER_ATTR = "zero_cost"
-
-
-def load_target(name: str) -> Any:
-    """The latency target called ``name`` (``hwnas.latency.load_target``)."""
-    try:
-        from hwnas.latency import load_target as _load
-    except ImportError:  # until the target registry lands, pixel is built in
-        from hwnas.latency.pixel import PIXEL_NAMES, load_pixel_target
-
-        if name not in PIXEL_NAMES:
-            raise HwnasError(f"unknown target {name!r}: known are "
-                             f"{', '.join(PIXEL_NAMES)}") from None
-        return load_pixel_target(name)
-    return _load(name)
 
 
 @dataclass
@@ -87,9 +76,6 @@ class Components:
         return comp
 
     def load_data(self) -> None:
-        from hwnas.proxy.data import load_dataset
-        from hwnas.proxy.train import TrainConfig
-
         c = self.config
         kw: dict[str, Any] = dict(resolution=c.proxy_resolution, val_size=c.val_size, seed=c.seed)
         if c.train_subset is not None:
@@ -136,8 +122,6 @@ def prefilter_verdict(trial: Any, comp: Components, arch: Arch) -> str | None:
     c = comp.config
     if c.prefilter == "none":
         return None
-    from .prefilter import zero_cost_score
-
     score = float(zero_cost_score(arch, comp.data, c.prefilter, seed=c.seed))
     if not math.isfinite(score):
         trial.set_user_attr(PREFILTER_ATTR + "_error", f"non-finite score {score}")
@@ -173,14 +157,16 @@ def _score(trial: Any, comp: Components, acc: float, lat: float) -> tuple[float,
 
 def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
                   report: Any = None) -> tuple[float, ...] | float:
-    """Train ``arch`` on the proxy task and return the objective value(s).
+    """Estimate ``arch``'s accuracy and return the objective value(s).
+
+    Candidates the hard reward skips are scored 0 untrained; one trained
+    before in this study gets its accuracy copied; the rest pass the
+    prefilter and are trained (:func:`train_accuracy`).
 
     Raises:
         optuna.TrialPruned: The prefilter discarded the candidate, or ``report``
             pruned it.
     """
-    from hwnas.proxy.train import train
-
     c = comp.config
     if comp.reward.name == "hard" and lat > c.skip_factor * c.latency_ms:
         trial.set_user_attr("skipped", f"predicted {lat:.2f} ms > {c.skip_factor:g} x budget")
@@ -196,16 +182,27 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
     if why is not None:
         trial.set_user_attr("skipped", why)
         raise optuna.TrialPruned(why)
+    acc = train_accuracy(trial, comp, arch, report)
+    trial.set_user_attr("accuracy", acc)
+    return _score(trial, comp, acc, lat)
+
+
+def train_accuracy(trial: Any, comp: Components, arch: Arch, report: Any = None) -> float:
+    """The proxy accuracy of ``arch``: trained on the proxy task, scored on the
+    held-out split; records epochs and time, and saves the weights.
+
+    Raises:
+        FloatingPointError: The accuracy is not finite (the trial fails).
+    """
     t0 = time.perf_counter()
     result = train(arch, comp.data, comp.train_config, report=report)
     acc = float(result.val_accuracy)
     if not math.isfinite(acc):
         raise FloatingPointError(f"validation accuracy is {acc}")
-    trial.set_user_attr("accuracy", acc)
     trial.set_user_attr("epochs", len(result.val_history))
     trial.set_user_attr("train_s", time.perf_counter() - t0)
     _save_weights(comp.run_dir, trial.number, result.model)
-    return _score(trial, comp, acc, lat)
+    return acc
 
 
 def _save_weights(run_dir: Path, number: int, model: torch.nn.Module) -> None:

@@ -14,18 +14,29 @@ import os
 import signal
 import threading
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
+import optuna
 import yaml
 
 from .config import SearchConfig, parse_config
+from .objective import Components, describe_arch, evaluate_arch, record_error
+from .samplers import make_sampler
+from .study import (
+    Progress,
+    best_value,
+    finished_count,
+    make_storage,
+    open_study,
+    sampler_seed,
+    study_name,
+)
 
 # Fault injection for the retry test only: when this variable names a file
 # that does not exist yet, the first trial creates it and kills its worker.
 KILL_ONCE_ENV = "HWNAS_TEST_KILL_WORKER_ONCE"
 
-_COMPONENTS: dict[str, object] = {}
+_COMPONENTS: dict[str, Components] = {}
 PROGRESS_POLL_S = 2.0
 NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
@@ -35,8 +46,6 @@ class _StorageTrial:
     written straight to the study's storage, and the study (read-only use)."""
 
     def __init__(self, config: SearchConfig, run_dir: Path, number: int) -> None:
-        from .run import make_storage, study_name
-
         self.number = number
         self._name = study_name(config, run_dir)
         self._storage = make_storage(config, run_dir)
@@ -48,17 +57,13 @@ class _StorageTrial:
         self._storage.set_trial_user_attr(self._tid, key, value)
 
     @property
-    def study(self):  # noqa: ANN201 - optuna.Study
-        import optuna
-
+    def study(self) -> optuna.Study:
         if self._study is None:
             self._study = optuna.load_study(study_name=self._name, storage=self._storage)
         return self._study
 
 
-def _components(config_yaml: str, run_dir: str):  # noqa: ANN202
-    from .objective import Components
-
+def _components(config_yaml: str, run_dir: str) -> Components:
     key = config_yaml + run_dir
     if key not in _COMPONENTS:  # once per Ray worker process
         _COMPONENTS[key] = Components.build(parse_config(yaml.safe_load(config_yaml)), Path(run_dir))
@@ -66,10 +71,7 @@ def _components(config_yaml: str, run_dir: str):  # noqa: ANN202
 
 
 def _trainable(params: dict, config_yaml: str, run_dir: str) -> None:
-    import optuna
     from ray import tune
-
-    from .objective import evaluate_arch, record_error
 
     marker = os.environ.get(KILL_ONCE_ENV)
     if marker and not os.path.exists(marker):
@@ -108,8 +110,6 @@ class _Define:
         return {"config_yaml": self.config_yaml, "run_dir": self.run_dir, "_comp": None}
 
     def __call__(self, trial) -> dict:  # noqa: ANN001 - Ray's Optuna trial captor
-        from .objective import Components, describe_arch
-
         if self._comp is None:
             config = parse_config(yaml.safe_load(self.config_yaml))
             self._comp = Components.build(config, Path(self.run_dir), with_data=False)
@@ -119,17 +119,13 @@ class _Define:
 
 
 def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
-            progress: Callable[[int, int, float | None], None] | None = None) -> None:
+            progress: Progress | None = None) -> None:
     import ray
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from .run import best_value, finished_count, make_storage, open_study, study_name
-    from .samplers import make_sampler
-
     storage = make_storage(config, run_dir)
-    sid = storage.get_study_id_from_name(study_name(config, run_dir))
-    seed = config.seed + len(storage.get_all_trials(sid, deepcopy=False))  # as open_study
+    seed = sampler_seed(config, run_dir, create=False)  # as open_study
     define = _Define(config.to_yaml(), str(run_dir))
 
     if config.multi_objective:

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hwnas.common.errors import HwnasError
-
-REWARD_NAMES = ("soft", "hard", "abs", "pareto")
 
 # MnasNet (Tan et al., CVPR 2019, Sec. 3.1, Eq. 2): "we simply set alpha = beta
 # = -0.07" so that a net twice as slow must be ~5% more accurate to win.
@@ -139,6 +138,43 @@ class ParetoReward(Reward):
         return "(ACC max, LAT min): Pareto front"
 
 
+@dataclass(frozen=True)
+class RewardKind:
+    """A registered reward: how to make it and what it accepts.
+
+    Attributes:
+        make: ``(target_ms, w) -> Reward``; ``w`` is None or already checked.
+        w_rule: what ``--w`` may be: ``"<= 0"``, ``"< 0"``, or None (no ``w``).
+        multi_objective: the reward returns ``(ACC, LAT)`` (a Pareto search).
+        help: one line for ``--help`` and the docs.
+    """
+
+    make: Callable[[float, float | None], Reward]
+    w_rule: str | None
+    multi_objective: bool
+    help: str
+
+
+# The rewards by name, in the order --help lists them. To add a reward: write
+# its Reward class above and add one entry here; the config, the CLI choices and
+# the docs read this table.
+REWARD_REGISTRY: dict[str, RewardKind] = {
+    "soft": RewardKind(
+        lambda t, w: MnasReward("soft", t, alpha=MNAS_SOFT_W if w is None else w,
+                                beta=MNAS_SOFT_W if w is None else w),
+        "<= 0", False, "MnasNet ACC*(LAT/TAR)^w, w = -0.07 on both sides of the budget"),
+    "hard": RewardKind(
+        lambda t, w: MnasReward("hard", t, alpha=MNAS_HARD_ALPHA,
+                                beta=MNAS_HARD_BETA if w is None else w),
+        "<= 0", False, "MnasNet with w = 0 under the budget, -1 over it"),
+    "abs": RewardKind(lambda t, w: AbsReward("abs", t, beta=TUNAS_BETA if w is None else w),
+                      "< 0", False, "TuNAS ACC + beta*|LAT/TAR - 1|, beta = -0.10"),
+    "pareto": RewardKind(lambda t, _w: ParetoReward("pareto", t), None, True,
+                         "multi-objective: the accuracy/latency Pareto front"),
+}
+REWARD_NAMES = tuple(REWARD_REGISTRY)
+
+
 def make_reward(name: str, target_ms: float, w: float | None = None) -> Reward:
     """The reward called ``name`` for a target of ``target_ms`` ms.
 
@@ -148,27 +184,19 @@ def make_reward(name: str, target_ms: float, w: float | None = None) -> Reward:
         w: Overrides the exponent of ``soft``/``hard`` or ``beta`` of ``abs``.
 
     Raises:
-        ValueError: Unknown name, non-positive target, or a ``w`` the reward
+        HwnasError: Unknown name, non-positive target, or a ``w`` the reward
             cannot take (positive, which would reward slow nets; any ``w`` with
             ``pareto``).
     """
-    if name not in REWARD_NAMES:
+    if name not in REWARD_REGISTRY:
         raise HwnasError(f"unknown reward {name!r}: known are {', '.join(REWARD_NAMES)}")
     if not target_ms > 0 or math.isinf(target_ms):
         raise HwnasError(f"latency target {target_ms!r} ms must be a positive finite number")
+    kind = REWARD_REGISTRY[name]
     if w is not None:
-        if name == "pareto":
-            raise HwnasError(f"reward pareto has no exponent to override (got w={w!r})")
-        if math.isnan(w) or w > 0 or (name == "abs" and w == 0):
-            need = "< 0" if name == "abs" else "<= 0"
-            raise HwnasError(f"w={w!r} for reward {name}: need w {need} (a positive w would "
-                             "reward slower nets)")
-    if name == "soft":
-        ww = MNAS_SOFT_W if w is None else w
-        return MnasReward(name, target_ms, alpha=ww, beta=ww)
-    if name == "hard":
-        return MnasReward(name, target_ms, alpha=MNAS_HARD_ALPHA,
-                          beta=MNAS_HARD_BETA if w is None else w)
-    if name == "abs":
-        return AbsReward(name, target_ms, beta=TUNAS_BETA if w is None else w)
-    return ParetoReward(name, target_ms)
+        if kind.w_rule is None:
+            raise HwnasError(f"reward {name} has no exponent to override (got w={w!r})")
+        if math.isnan(w) or w > 0 or (kind.w_rule == "< 0" and w == 0):
+            raise HwnasError(f"w={w!r} for reward {name}: need w {kind.w_rule} (a positive w "
+                             "would reward slower nets)")
+    return kind.make(target_ms, w)

@@ -23,22 +23,46 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+import torch
+import yaml
 from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
 from hwnas.common.atomic import atomic_write_text
 from hwnas.common.errors import HwnasError
+from hwnas.latency import SpaceLatency, space_keys
+from hwnas.space.references import REFERENCE_NAMES, reference
 
-from .config import SearchConfig
+from .config import RESUMABLE_FIELDS, SearchConfig, parse_config
 from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
+from .ray_backend import run_ray
 from .results import write_results
+from .study import (
+    FINISHED,
+    INTERRUPTED_ATTR,
+    SQLITE_TIMEOUT_S,
+    Progress,
+    best_value,
+    finished_count,
+    make_pruner,
+    make_storage,
+    open_study,
+    requeue_interrupted,
+    started_count,
+    storage_url,
+    study_name,
+)
+
+# Names that lived here before study.py held them; kept importable from here.
+__all__ = [
+    "FINISHED", "INTERRUPTED_ATTR", "SQLITE_TIMEOUT_S", "RunError", "best_value",
+    "default_run_dir", "fastest_latency", "finished_count", "make_pruner", "make_storage",
+    "open_study", "prepare", "run_search", "started_count", "storage_url", "study_name",
+]
 
 LOCK_NAME = ".lock"
 START_LOCK_NAME = ".start.lock"
 DEFAULT_RESULTS = Path("results")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-SQLITE_TIMEOUT_S = 60  # several workers write one SQLite file
-INTERRUPTED_ATTR = "interrupted"
 # Seed offset between local worker processes, so they do not draw the same nets.
 WORKER_SEED_STRIDE = 1000
 
@@ -55,91 +79,6 @@ def default_run_dir(config: SearchConfig) -> Path:
     return DEFAULT_RESULTS / f"{config.target}-{config.latency_ms:g}ms-{stamp}"
 
 
-def storage_url(config: SearchConfig, run_dir: Path) -> str:
-    if config.storage:
-        url = config.storage
-        if url.startswith("postgresql://"):  # psycopg 3 is the driver we ship
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        return url
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
-
-
-def study_name(config: SearchConfig, run_dir: Path) -> str:
-    """The run's study: named once, after its folder, so runs can share a
-    PostgreSQL storage; the name is kept in config.yaml, so a moved or renamed
-    run folder still finds its study."""
-    return config.study or run_dir.resolve().name
-
-
-def make_storage(config: SearchConfig, run_dir: Path) -> optuna.storages.BaseStorage:
-    url = storage_url(config, run_dir)
-    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-
-
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
-
-
-def open_study(config: SearchConfig, run_dir: Path, create: bool,
-               seed_offset: int = 0) -> optuna.Study:
-    """Create (``create``) or load the run's study with a seeded sampler.
-
-    A loaded study's sampler is seeded with ``seed + seed_offset + number of
-    trials so far``, so resumed runs and extra workers draw new candidates.
-    """
-    from .samplers import make_sampler
-
-    storage = make_storage(config, run_dir)
-    seed = config.seed + seed_offset
-    if not create:
-        sid = storage.get_study_id_from_name(study_name(config, run_dir))
-        seed += len(storage.get_all_trials(sid, deepcopy=False))
-    sampler = make_sampler(config.sampler, seed=seed, multi_objective=config.multi_objective)
-    directions = ["maximize", "minimize"] if config.multi_objective else ["maximize"]
-    return optuna.create_study(study_name=study_name(config, run_dir), storage=storage,
-                               sampler=sampler, pruner=make_pruner(config.pruner),
-                               directions=directions, load_if_exists=not create)
-
-
-def _requeue_interrupted(config: SearchConfig, run_dir: Path) -> int:
-    """Fail trials a killed process left RUNNING and queue their params again.
-
-    Only called while holding the run's lock, so no live process owns them.
-    """
-    storage = make_storage(config, run_dir)
-    study = optuna.load_study(study_name=study_name(config, run_dir), storage=storage)
-    study_id = storage.get_study_id_from_name(study_name(config, run_dir))
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(tid, "error", "interrupted; re-queued on resume")
-        storage.set_trial_user_attr(tid, INTERRUPTED_ATTR, True)
-        storage.set_trial_state_values(tid, TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
-        n += 1
-    return n
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Finished trials that count against ``--trials`` (interrupted ones do not)."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED)
-               if INTERRUPTED_ATTR not in t.user_attrs)
-
-
-def started_count(study: optuna.Study) -> int:
-    """Trials counted as finished plus those running now (in any process)."""
-    return finished_count(study) + len(study.get_trials(deepcopy=False,
-                                                        states=(TrialState.RUNNING,)))
-
-
 # ------------------------------------------------------------ preparation ---
 def fastest_latency(comp: Components) -> tuple[float, str]:
     """The lowest predicted latency (ms) of any net in the space, and that net.
@@ -149,8 +88,6 @@ def fastest_latency(comp: Components) -> tuple[float, str]:
     the space it is the space's cheapest net (min MAdds) instead: an upper
     bound that needs only that net's layers measured.
     """
-    from hwnas.latency.fast import SpaceLatency, space_keys
-
     c = comp.config
     table = getattr(comp.target, "table", None)
     if table is not None and table.missing(
@@ -196,9 +133,7 @@ def prepare(config: SearchConfig, resume: bool = False,
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (start it without --resume)")
         saved = SearchConfig.from_yaml(cfg_file)
         # A resumed run keeps its search settings; only the budget may change.
-        config = saved.model_copy(update={
-            k: getattr(config, k) for k in ("trials", "timeout_s", "workers", "backend",
-                                            "ray_address", "max_failures")})
+        config = saved.model_copy(update={k: getattr(config, k) for k in RESUMABLE_FIELDS})
     elif cfg_file.exists():
         raise RunError(f"run folder {run_dir} already holds a run: pass --resume to continue it "
                        "or --out to start a new one")
@@ -214,8 +149,6 @@ def prepare(config: SearchConfig, resume: bool = False,
     if not config.study:
         config = config.model_copy(update={"study": study_name(config, run_dir)})
     if not config.reference_latency_ms:
-        from hwnas.space.references import REFERENCE_NAMES, reference
-
         refs = {n: round(comp.predict_ms(reference(n)), 3) for n in REFERENCE_NAMES}
         config = config.model_copy(update={"reference_latency_ms": refs})
     comp.config = config
@@ -236,10 +169,6 @@ def _exit_with_parent(parent: int) -> None:
 
 def _worker(config_yaml: str, run_dir: str, timeout: float | None, threads: int, index: int,
             parent: int) -> None:
-    import yaml
-
-    from .config import parse_config
-
     _exit_with_parent(parent)
     torch_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -249,8 +178,6 @@ def _worker(config_yaml: str, run_dir: str, timeout: float | None, threads: int,
 
 
 def torch_threads(n: int) -> None:
-    import torch
-
     torch.set_num_threads(max(1, n))
 
 
@@ -293,7 +220,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) ->
 
 
 def run_search(config: SearchConfig, resume: bool = False,
-               progress: Callable[[int, int, float | None], None] | None = None) -> Path:
+               progress: Progress | None = None) -> Path:
     """Run (or resume) a search described by ``config``; returns the run folder.
 
     ``progress(done, total, best)`` is called once when the run is set up
@@ -315,14 +242,12 @@ def run_search(config: SearchConfig, resume: bool = False,
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         started = True
         if resume:
-            _requeue_interrupted(config, run_dir)
+            requeue_interrupted(config, run_dir)
         if progress:  # set-up passed: the caller may show its progress from here on
             progress(finished_count(study), config.trials, best_value(study))
         remaining = config.trials - finished_count(study)
         if remaining > 0:
             if config.backend == "ray":
-                from .ray_backend import run_ray
-
                 run_ray(config, run_dir, remaining, progress)
             else:
                 _run_local(comp, progress)
@@ -342,7 +267,7 @@ def run_search(config: SearchConfig, resume: bool = False,
 
 
 def _run_local(comp: Components,
-               progress: Callable[[int, int, float | None], None] | None) -> None:
+               progress: Progress | None) -> None:
     config, run_dir = comp.config, comp.run_dir
 
     def on_trial(study: optuna.Study, _t: optuna.trial.FrozenTrial) -> None:
@@ -370,12 +295,3 @@ def _run_local(comp: Components,
             if p.is_alive():
                 p.terminate()
             p.join()
-
-
-def best_value(study: optuna.Study) -> float | None:
-    """The best reward so far (pareto: the best accuracy), or None."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.values and "accuracy" in t.user_attrs]
-    if not done:
-        return None
-    return max(t.values[0] for t in done)

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# A decision the controller took: the declared choices and the index it picked.
-Decision = tuple[Sequence[object], int]
+# What the controller picked at one decision (hwnas.space.Decision): its declared
+# choices and the index taken.
+Pick = tuple[Sequence[object], int]
 
 
 def choice_key(choice: object) -> str:
@@ -84,7 +85,7 @@ class CategoricalPolicy:
 
     def step(
         self,
-        decisions: Mapping[str, Decision],
+        decisions: Mapping[str, Pick],
         advantage: float,
         learning_rate: float,
         entropy_weight: float = 0.0,

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.common.errors import HwnasError
 
-from ._policy import CategoricalPolicy, Decision, RewardBaseline
+from ._policy import CategoricalPolicy, Pick, RewardBaseline
 
 # EMA baseline as in Zoph & Le 2017 (Sec. 3.2) and the MnasNet controller; decay
 # 0.95 as in TuNAS's REINFORCE controller (Bender et al. 2020).
@@ -60,7 +60,7 @@ class ReplayState:
     policy: CategoricalPolicy
     baseline: RewardBaseline
     numbers: tuple[int, ...] = ()
-    window: list[tuple[dict[str, Decision], dict[str, float], float]] = field(
+    window: list[tuple[dict[str, Pick], dict[str, float], float]] = field(
         default_factory=list
     )
 
@@ -276,9 +276,9 @@ def _whole_study(study: Study) -> Study:
     return getattr(study, "_study", study)
 
 
-def _decisions(trial: FrozenTrial) -> dict[str, Decision]:
+def _decisions(trial: FrozenTrial) -> dict[str, Pick]:
     """The trial's categorical decisions as ``{name: (choices, index)}``."""
-    out: dict[str, Decision] = {}
+    out: dict[str, Pick] = {}
     for name, dist in trial.distributions.items():
         if isinstance(dist, CategoricalDistribution) and len(dist.choices) > 1:
             out[name] = (dist.choices, int(dist.to_internal_repr(trial.params[name])))

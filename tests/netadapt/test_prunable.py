@@ -6,7 +6,7 @@ import pytest
 import torch
 from netadapt_helpers import randomize_bn
 
-from hwnas.netadapt.units import (
+from hwnas.netadapt.prunable import (
     candidates,
     count,
     layout,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from netadapt_helpers import randomize_bn
 
-from hwnas.netadapt.surgery import importance, keep_indices, prune
 from hwnas.netadapt.prunable import count, layout, normalize, units, with_count
+from hwnas.netadapt.surgery import importance, keep_indices, prune
 from hwnas.space import Arch, build, reference
 
 SMALL = ("stem_k3_s2_c16_nre:ds_r1_k3_s1_c16_se0.25_nre:ir_r1_k3_s2_e4_c24_nre,"

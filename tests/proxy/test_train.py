@@ -10,7 +10,15 @@ import torch
 from torch import nn
 
 from hwnas.proxy.data import Dataset
-from hwnas.proxy.train import NonFiniteLoss, TrainConfig, evaluate, recalibrate_bn, train
+from hwnas.proxy.train import (
+    ONECYCLE_PCT_START,
+    NonFiniteLoss,
+    TrainConfig,
+    _scheduler,
+    evaluate,
+    recalibrate_bn,
+    train,
+)
 from hwnas.space import Arch, build
 
 TINY = Arch.from_str("stem_k3_s2_c8_nre:ir_r1_k3_s2_e3_c16_nre:"
@@ -113,6 +121,20 @@ def test_fine_tunes_given_module_in_place(data: Dataset) -> None:
 def test_onecycle_schedule(data: Dataset) -> None:
     res = train(TINY, data, TrainConfig(epochs=1, schedule="onecycle", lr=0.1, **CPU))
     assert math.isfinite(res.train_loss[0]) and res.steps == 8
+    # the learning rate of each of 10 steps: up from lr/25 to lr over the first 30%
+    # (ONECYCLE_PCT_START), then cosine-annealed down to lr/25/1e4 (PyTorch's defaults)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = _scheduler(opt, TrainConfig(schedule="onecycle", lr=0.1), total=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = round(ONECYCLE_PCT_START * 10) - 1
+    assert lrs[0] == pytest.approx(0.1 / 25) and lrs[peak] == pytest.approx(0.1)
+    assert lrs[-1] == pytest.approx(0.1 / 25 / 1e4, rel=1e-3)
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1], strict=True))
+    assert all(a > b for a, b in zip(lrs[peak:-1], lrs[peak + 1:], strict=True))
 
 
 @pytest.mark.parametrize("kw, name", [

@@ -9,7 +9,7 @@ import torch
 
 from hwnas.proxy.data import Dataset
 from hwnas.search.prefilter import PREFILTER_METHODS, naswot, synflow, zero_cost_score
-from hwnas.space import Arch, build, reference
+from hwnas.space import Arch, reference
 
 SMALL = Arch.from_str("stem_k3_s2_c8_nre:ir_r1_k3_s2_e3_c16_nre:"
                       "ir_r1_k3_s2_e3_c24_se0.25_nhs:head_v2_c64_nre")
@@ -75,10 +75,21 @@ def test_threads_restored(data: Dataset) -> None:
     assert torch.get_num_threads() == before
 
 
-def test_does_not_touch_a_built_model(data: Dataset) -> None:
-    torch.manual_seed(0)
-    a = build(SMALL, num_classes=10)
-    zero_cost_score(SMALL, data, "synflow")
-    torch.manual_seed(0)
-    b = build(SMALL, num_classes=10)
-    assert torch.equal(a.stem.conv.weight, b.stem.conv.weight)
+@pytest.mark.parametrize("method", PREFILTER_METHODS)
+def test_score_depends_on_its_seed_not_on_the_callers_random_state(data: Dataset,
+                                                                   method: str) -> None:
+    torch.manual_seed(1)
+    a = zero_cost_score(SMALL, data, method, seed=5)
+    torch.manual_seed(2)
+    torch.randn(100)
+    assert zero_cost_score(SMALL, data, method, seed=5) == a
+    assert zero_cost_score(SMALL, data, method, seed=6) != a
+
+
+def test_prefilter_choices_come_from_the_registry() -> None:
+    from hwnas.search.cli import build_parser
+    from hwnas.search.config import PREFILTERS
+    from hwnas.search.prefilter import PREFILTER_REGISTRY
+
+    action = next(a for a in build_parser()._actions if "--prefilter" in a.option_strings)
+    assert tuple(action.choices) == PREFILTERS == ("none", *PREFILTER_REGISTRY)

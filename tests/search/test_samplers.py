@@ -12,9 +12,13 @@ from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
+from hwnas.common.errors import HwnasError
+from hwnas.search.config import SearchConfig, parse_config
 from hwnas.search.samplers import (
     BEHAVIOUR_PROBS_ATTR,
+    MULTI_OBJECTIVE_SAMPLERS,
     SAMPLER_NAMES,
+    SAMPLER_REGISTRY,
     CategoricalPolicy,
     RewardBaseline,
     RLSampler,
@@ -134,19 +138,29 @@ def test_storages_and_resume(name: str, backend: str, tmp_path) -> None:  # noqa
     assert all(t.params["op"] in OPS for t in trials)
 
 
-@pytest.mark.parametrize("name", SAMPLER_NAMES)
-def test_threads_share_one_sampler(name: str) -> None:
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(name, seed=0))
+def test_threads_share_one_rl_sampler() -> None:
+    sampler = make_sampler("rl", seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(block, n_trials=12, n_jobs=2)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
+    # two threads updating the cached policy leave it as a replay of the history in order
+    assert sampler.policy(study).as_dict() == RLSampler(seed=0).policy(study).as_dict()
+    assert sampler.policy(study).as_dict() != CategoricalPolicy().as_dict()
 
 
-@pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
-def test_multi_objective_samplers(name: str) -> None:
-    study = optuna.create_study(directions=["maximize", "minimize"],
-                                sampler=make_sampler(name, seed=0, multi_objective=True))
-    study.optimize(lambda t: (block(t), float(t.params["expand"])), n_trials=12)
-    assert study.best_trials
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
+def test_the_registry_says_which_samplers_serve_several_objectives(name: str) -> None:
+    kind = SAMPLER_REGISTRY[name]
+    assert (name in MULTI_OBJECTIVE_SAMPLERS) == kind.multi_objective
+    if kind.multi_objective:
+        make_sampler(name, seed=0, multi_objective=True)
+        SearchConfig(target="pixel", latency="50ms", reward="pareto", sampler=name)
+    else:
+        with pytest.raises(HwnasError, match="single objective"):
+            make_sampler(name, seed=0, multi_objective=True)
+        with pytest.raises(HwnasError, match="optimises one objective"):
+            parse_config({"target": "pixel", "latency": "50ms", "reward": "pareto",
+                          "sampler": name})
 
 
 def test_rl_refuses_multi_objective() -> None:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from hwnas.common.atomic import atomic_write_text
-from hwnas.latency.remote_measure import cpu_model
+from hwnas.latency.runners.protocol import cpu_model
 from hwnas.proxy.data import DataError, load_dataset
 from hwnas.proxy.train import DEFAULT_LR, NonFiniteLoss, TrainConfig, train
 from hwnas.search.prefilter import PREFILTER_METHODS, zero_cost_score

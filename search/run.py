@@ -84,17 +84,16 @@ def fastest_latency(comp: Components) -> tuple[float, str]:
     """The lowest predicted latency (ms) of any net in the space, and that net.
 
     Exact, by dynamic programming over the space's block tables
-    (``hwnas.latency.fast``). On a measured target whose table lacks layers of
-    the space it is the space's cheapest net (min MAdds) instead: an upper
+    (:class:`hwnas.latency.SpaceLatency`). When the target would first have to
+    measure layers of the space (``target.missing``; never for a fitted
+    target) it is the space's cheapest net (min MAdds) instead: an upper
     bound that needs only that net's layers measured.
     """
     c = comp.config
-    table = getattr(comp.target, "table", None)
-    if table is not None and table.missing(
-            space_keys(comp.space, resolution=c.resolution, num_classes=DEPLOY_NUM_CLASSES)):
-        # A measured target whose table lacks layers of the space: the exact
-        # answer would measure all of them first (minutes; `nas-latency build`
-        # does that on purpose), so use the cheapest net, which measures ~20.
+    if comp.target.missing(space_keys(comp.space, resolution=c.resolution,
+                                      num_classes=DEPLOY_NUM_CLASSES)):
+        # The exact answer would measure every layer of the space first (minutes;
+        # `nas-latency build` does that on purpose); the cheapest net measures ~20.
         arch = comp.space.smallest()
         return comp.predict_ms(arch), arch.to_str()
     best = SpaceLatency(comp.target, comp.space, resolution=c.resolution,

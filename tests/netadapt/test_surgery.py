@@ -96,3 +96,35 @@ def test_prune_refuses_other_structures():
     bigger = with_count(arch, units(arch)[0], 24)
     with pytest.raises(ValueError, match="grows"):
         prune(net, arch, bigger, 10)
+
+
+def test_pruning_a_space_that_feeds_an_se_block_is_exact():
+    # The expanded space of an ir block with SE: its channels feed the SE squeeze
+    # (conv_reduce's inputs) and are gated by conv_expand's outputs, and the SE's
+    # own reduced space shrinks with it (64 -> 32 expanded: 16 -> 8 reduced).
+    # Channels that nothing reads (zero filters, zero columns in conv_pwl and in
+    # conv_reduce) and a reduced channel that is always 0 (zero filter and bias:
+    # ReLU(0) = 0) are the ones pruned, so the network computes the same function.
+    arch = normalize(Arch.from_str("stem_k3_s2_c16_nre:ir_r1_k3_s2_e4_c24_se0.25_nre:"
+                                   "head_v2_c32_nre"))
+    net = _net(arch)
+    blk = net.blocks[0][0]
+    dead, dead_r = torch.arange(0, 64, 2), torch.arange(1, 16, 2)  # half of each space
+    blk.conv_pw.weight.data[dead] = 0
+    blk.conv_pwl.weight.data[:, dead] = 0
+    blk.se.conv_reduce.weight.data[:, dead] = 0
+    blk.se.conv_reduce.weight.data[dead_r] = 0
+    blk.se.conv_reduce.bias.data[dead_r] = 0
+    unit = next(u for u in units(arch) if u.name == "s0.b0.mid")
+    new = with_count(arch, unit, 32)
+    assert (layout(arch, 10).sizes["r0.0"], layout(new, 10).sizes["r0.0"]) == (16, 8)
+    pruned = prune(net, arch, new, 10).eval()
+    x = torch.randn(4, 3, 16, 16)
+    torch.testing.assert_close(pruned(x), net(x), rtol=0, atol=1e-6)
+    # the kept channels carry their own weights, in both SE convs
+    kept = torch.arange(1, 64, 2), torch.arange(0, 16, 2)
+    se_old, se_new = blk.se, pruned.blocks[0][0].se
+    assert torch.equal(se_new.conv_reduce.weight, se_old.conv_reduce.weight[kept[1]][:, kept[0]])
+    assert torch.equal(se_new.conv_reduce.bias, se_old.conv_reduce.bias[kept[1]])
+    assert torch.equal(se_new.conv_expand.weight, se_old.conv_expand.weight[kept[0]][:, kept[1]])
+    assert torch.equal(se_new.conv_expand.bias, se_old.conv_expand.bias[kept[0]])

@@ -172,8 +172,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], match: st
 
 
 def test_budget_error_names_the_fastest_net(capsys, in_tmp: Path) -> None:
-    from hwnas.latency import load_target
-    from hwnas.latency import SpaceLatency
+    from hwnas.latency import SpaceLatency, load_target
     from hwnas.space.searchspace import get_space
 
     fastest = SpaceLatency(load_target("pixel"), get_space("mobilenetv3")).fastest()

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwnas.latency.fast import space_keys
-from hwnas.latency.measured import record_validation, validate, write_validation
-from hwnas.latency.registry import HOME_ENV, load_target
-from hwnas.latency.remote_measure import cpu_model
+from hwnas.common.home import HOME_ENV
+from hwnas.latency import load_target, space_keys
+from hwnas.latency.runners.protocol import cpu_model
+from hwnas.latency.validation import record_validation, validate, write_validation
 from hwnas.space.searchspace import get_space
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     space = get_space(args.space)
     keys = space_keys(space, args.resolution)
     target = load_target("host")
-    missing = target.table.missing(keys)
+    missing = target.missing(keys)
     done = [0]
 
     def tick(k: int) -> None:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/latency_predict.py [--space mobilenetv3] [--target pixel] [--n 1000000]
 
-Builds :class:`hwnas.latency.fast.SpaceLatency` for the space on the target
+Builds :class:`hwnas.latency.space_latency.SpaceLatency` for the space on the target
 (``pixel`` needs no measurements; a measured target must have its table
 built), draws ``n`` random index rows, and times ``predict_indices`` (best
 of ``--repeat``) and, for comparison, ``Target.predict_many`` over decoded
@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from hwnas.latency import load_target
-from hwnas.latency.fast import SpaceLatency, space_structure
+from hwnas.latency.space_latency import SpaceLatency, space_structure
 from hwnas.space.searchspace import get_space
 
 SLOW_SAMPLE = 2000  # networks for the per-Arch path (it is ~1000x slower)

@@ -93,36 +93,77 @@ class LayerKey:
                     flags.add(t)
             act = opts["act"]
             if toks[0] == "stem":
-                return cls("stem", "conv", cin, h, int(opts["c"]), int(opts["k"]), int(opts["s"]), act=act)
+                return cls(
+                    "stem", "conv", cin, h, int(opts["c"]), int(opts["k"]), int(opts["s"]), act=act
+                )
             if toks[0] == "head":
                 kind = toks[1]
-                return cls("head", kind, cin, h, int(opts["c"]), act=act, features=int(opts.get("f", 0)),
-                           num_classes=int(opts["cls"]))
+                return cls(
+                    "head",
+                    kind,
+                    cin,
+                    h,
+                    int(opts["c"]),
+                    act=act,
+                    features=int(opts.get("f", 0)),
+                    num_classes=int(opts["cls"]),
+                )
             if toks[0] not in ("conv", "ds", "ir"):
                 raise HwnasError(toks[0])
-            return cls("block", toks[0], cin, h, int(opts["c"]), int(opts["k"]), int(opts["s"]),
-                       mid_chs=int(opts.get("m", cin if toks[0] == "ds" else 0)),
-                       se_chs=int(opts.get("se", 0)), se_gate=opts.get("gate", "hsigmoid"), act=act,
-                       skip="skip" in flags)
+            return cls(
+                "block",
+                toks[0],
+                cin,
+                h,
+                int(opts["c"]),
+                int(opts["k"]),
+                int(opts["s"]),
+                mid_chs=int(opts.get("m", cin if toks[0] == "ds" else 0)),
+                se_chs=int(opts.get("se", 0)),
+                se_gate=opts.get("gate", "hsigmoid"),
+                act=act,
+                skip="skip" in flags,
+            )
         except (ValueError, KeyError, IndexError) as e:
             raise HwnasError(f"malformed latency key {text!r} ({e})") from None
 
 
 def stem_key(stem: StemSpec, resolution: int, in_chs: int = 3) -> LayerKey:
-    return LayerKey("stem", "conv", in_chs, resolution, stem.out_chs, stem.kernel, stem.stride, act=stem.act)
+    return LayerKey(
+        "stem", "conv", in_chs, resolution, stem.out_chs, stem.kernel, stem.stride, act=stem.act
+    )
 
 
 def block_key(spec: BlockSpec, in_chs: int, res: int) -> LayerKey:
     """The one function that keys a block by (spec, input shape)."""
     mid = spec.mid(in_chs) if spec.type != "conv" else 0
-    return LayerKey("block", spec.type, in_chs, res, spec.out_chs, spec.kernel, spec.stride,
-                    mid_chs=mid, se_chs=spec.se_chs(in_chs), se_gate=spec.se_gate if spec.se_ratio else "hsigmoid",
-                    act=spec.act, skip=spec.has_skip(in_chs))
+    return LayerKey(
+        "block",
+        spec.type,
+        in_chs,
+        res,
+        spec.out_chs,
+        spec.kernel,
+        spec.stride,
+        mid_chs=mid,
+        se_chs=spec.se_chs(in_chs),
+        se_gate=spec.se_gate if spec.se_ratio else "hsigmoid",
+        act=spec.act,
+        skip=spec.has_skip(in_chs),
+    )
 
 
 def head_key(head: HeadSpec, in_chs: int, res: int, num_classes: int = 1000) -> LayerKey:
-    return LayerKey("head", head.kind, in_chs, res, head.chs, act=head.act, features=head.features,
-                    num_classes=num_classes)
+    return LayerKey(
+        "head",
+        head.kind,
+        in_chs,
+        res,
+        head.chs,
+        act=head.act,
+        features=head.features,
+        num_classes=num_classes,
+    )
 
 
 def layer_keys(arch: Arch, resolution: int = 224, num_classes: int = 1000) -> list[LayerKey]:

@@ -37,13 +37,19 @@ class PixelTarget(Target):
     """Table entries where measured, the fitted model elsewhere. Read-only."""
 
     def __init__(
-        self, name: str, model: CostModel, measured: dict[LayerKey, float], provenance: dict
+        self,
+        name: str,
+        model: CostModel,
+        measured: dict[LayerKey, float],
+        provenance: dict,
+        loo_errors: Sequence[float] = (),
     ) -> None:
         super().__init__()
         self.name = name
         self.model = model
         self._measured = dict(measured)
         self.provenance = provenance
+        self.loo_errors = tuple(loo_errors)  # leave-one-out relative errors on Table 3
 
     def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
         modelled = self.model.predict(keys)
@@ -53,6 +59,30 @@ class PixelTarget(Target):
             else (float(m), SOURCE_MODELLED)
             for k, m in zip(keys, modelled, strict=True)
         ]
+
+    def describe(self) -> dict:
+        prov = self.provenance
+        errs = [abs(e) for e in self.loo_errors]
+        validation = (
+            {
+                "n": len(errs),
+                "mape": sum(errs) / len(errs),
+                "max_error": max(errs),
+                "what": "MobileNetV3 Table 3, leave-one-out",
+            }
+            if errs
+            else None
+        )
+        return {
+            "name": self.name,
+            "kind": "modelled",
+            "device": prov.get("device", ""),
+            "runtime": prov.get("runtime", ""),
+            "threads": prov.get("threads"),
+            "overhead_ms": 0.0,
+            "updated": prov.get("fitted"),
+            "validation": validation,
+        }
 
 
 @cache
@@ -81,4 +111,5 @@ def load_pixel_target(name: str = "pixel") -> PixelTarget:
     data = _read_model()
     model = CostModel(**data["coefficients"]["table3"])
     measured = {LayerKey.parse(k): float(v) for k, v in data["measured_ms"].items()}
-    return PixelTarget(key, model, measured, dict(data["provenance"]))
+    loo = [float(r["loo_err"]) for r in data["table3_errors"]]
+    return PixelTarget(key, model, measured, dict(data["provenance"]), loo)

@@ -13,30 +13,24 @@ adb|ssh ...``); its runner settings are saved with its table, so
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hwnas.common.errors import HwnasError
+from hwnas.common.home import hwnas_home
 
-from .measured import METHOD, RUNNER_KINDS, MeasuredTarget, make_runner
+from .measured_target import METHOD, MeasuredTarget
 from .pixel import NOT_OFFERED, PIXEL_NAMES, load_pixel_target
-from .runner import DEFAULT_THREADS, Runner
+from .runners import LocalRunner, make_runner
+from .runners.base import DEFAULT_THREADS, Runner
 from .table import META_FILE, LatencyTable, TableError
-from .target import Target
+from .target import MEASURED_ONLY, Target
 
-HOME_ENV = "HWNAS_HOME"
-DEFAULT_HOME = "~/.cache/hwnas"
 HOST = "host"
 BUILTIN_NAMES = (HOST, *PIXEL_NAMES)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-
-
-def hwnas_home() -> Path:
-    """``$HWNAS_HOME`` or ``~/.cache/hwnas``."""
-    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
 
 
 def targets_dir() -> Path:
@@ -96,7 +90,7 @@ def new_provenance(
 ) -> dict:
     """Provenance of a new measured table (device details are added by its first fill).
 
-    ``runs``/``warmup`` (per layer) of None leave the defaults of ``hwnas.latency.measure``.
+    ``runs``/``warmup`` (per layer) of None leave the defaults of ``hwnas.latency.measurement``.
     """
     proto: dict[str, int] = {"threads": threads}
     proto.update({k: v for k, v in (("key_runs", runs), ("key_warmup", warmup)) if v is not None})
@@ -127,7 +121,8 @@ def load_target(name: str, runner: Runner | None = None) -> Target:
     if key in PIXEL_NAMES or key in NOT_OFFERED:
         return load_pixel_target(key)
     if key == HOST:
-        table = LatencyTable.open(target_path(HOST), new_provenance(HOST, {"kind": "local"}))
+        prov = new_provenance(HOST, {"kind": LocalRunner.name})
+        table = LatencyTable.open(target_path(HOST), prov)
         return MeasuredTarget(HOST, table, runner)
     if not _NAME.fullmatch(name) or not (target_path(name) / META_FILE).is_file():
         raise _unknown(name)
@@ -153,14 +148,10 @@ def create_target(
         RunnerError: the device cannot be reached.
     """
     check_user_name(name)
-    if runner.get("kind") not in RUNNER_KINDS:
-        raise HwnasError(
-            f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {runner.get('kind')!r}"
-        )
+    live = make_runner(runner)  # checks the kind and the settings first
     path = target_path(name)
     if (path / META_FILE).exists():
         raise HwnasError(f"target {name!r} exists already ({path})")
-    live = make_runner(runner)
     if check:
         live.device_info()
     try:
@@ -172,72 +163,6 @@ def create_target(
     return MeasuredTarget(name, table, live)
 
 
-def runner_settings(
-    kind: str | None,
-    *,
-    device: str | None = None,
-    host: str | None = None,
-    user: str | None = None,
-    port: int | None = None,
-    identity: str | Path | None = None,
-    timeout: float | None = None,
-) -> dict | None:
-    """Runner settings as a table saves them, from ``nas-latency build``'s options.
-
-    ``timeout`` is the seconds each step with the device may take (adb, ssh).
-    Returns None when no option is given (an existing target's runner applies).
-    """
-    given = {
-        k: v
-        for k, v in (
-            ("device", device),
-            ("host", host),
-            ("user", user),
-            ("port", port),
-            ("identity", identity),
-            ("timeout", timeout),
-        )
-        if v is not None
-    }
-    if kind is None:
-        if given:
-            raise HwnasError(f"--{next(iter(given))} needs --runner adb or --runner ssh")
-        return None
-    allowed = {
-        "local": (),
-        "adb": ("device", "timeout"),
-        "ssh": ("host", "user", "port", "identity", "timeout"),
-    }
-    if kind not in allowed:
-        raise HwnasError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
-    extra = sorted(set(given) - set(allowed[kind]))
-    if extra:
-        raise HwnasError(f"--{extra[0]} does not apply to --runner {kind}")
-    if timeout is not None and not timeout > 0:
-        raise HwnasError(f"--timeout must be a positive number of seconds, got {timeout}")
-    extra_opts = {"timeout": float(timeout)} if timeout is not None else {}
-    if kind == "adb":
-        if device is None:
-            raise HwnasError("--runner adb needs --device SERIAL")
-        return {"kind": "adb", "serial": device, **extra_opts}
-    if kind == "ssh":
-        if host is None:
-            raise HwnasError("--runner ssh needs --host HOST")
-        s: dict[str, Any] = {"kind": "ssh", "host": host}
-        s.update({k: v for k, v in (("user", user), ("port", port)) if v is not None})
-        s.update(extra_opts)
-        if identity is not None:
-            ident = Path(identity).expanduser().resolve()
-            if not ident.is_file():
-                raise HwnasError(f"--identity {identity}: no such file")
-            s["identity"] = str(ident)
-        return s
-    return {"kind": "local"}
-
-
-MEASURED_ONLY = "use host or a user target"
-
-
 def target_for_build(name: str, settings: Mapping[str, Any] | None) -> MeasuredTarget:
     """The measured target ``build`` fills: ``host``, an existing user target, or a new one.
 
@@ -245,7 +170,7 @@ def target_for_build(name: str, settings: Mapping[str, Any] | None) -> MeasuredT
     first); an existing one keeps its saved runner (other settings are an error).
     """
     if name.lower() == HOST:
-        if settings and settings["kind"] != "local":
+        if settings and settings["kind"] != LocalRunner.name:
             raise HwnasError(
                 f"host is measured with the local runner; name a user target for "
                 f"--runner {settings['kind']}"
@@ -273,63 +198,20 @@ def describe_targets() -> list[dict]:
     for name in target_names():
         if name == "pixel1":
             continue  # an alias of pixel
-        row: dict[str, Any] = {"name": name}
-        try:
-            if name == HOST and not (target_path(HOST) / META_FILE).is_file():
-                row.update(kind="measured", device="this machine (no table yet)", entries=0)
-                rows.append(row)
-                continue
-            t = load_target(name)
-        except (TableError, ValueError) as e:
-            row.update(kind="?", error=str(e))
-            rows.append(row)
+        if name == HOST and not (target_path(HOST) / META_FILE).is_file():
+            rows.append(
+                {
+                    "name": HOST,
+                    "kind": "measured",
+                    "device": "this machine (no table yet)",
+                    "entries": 0,
+                }
+            )
             continue
-        row.update(_describe(t))
-        rows.append(row)
+        try:
+            t = load_target(name)
+        except HwnasError as e:  # a corrupt, foreign or too new table
+            rows.append({"name": name, "kind": "?", "error": str(e)})
+            continue
+        rows.append(t.describe())
     return rows
-
-
-def _describe(t: Target) -> dict:
-    prov = t.provenance
-    if isinstance(t, MeasuredTarget):
-        dev = prov.get("device") or {}
-        runner = prov.get("runner") or {}
-        where = {"ssh": runner.get("host"), "adb": runner.get("serial")}.get(runner.get("kind"))
-        device = " ".join(
-            str(x)
-            for x in (dev.get("model") or dev.get("cpu") or "", dev.get("hostname") or "")
-            if x
-        )
-        runtime = " ".join(
-            x for x in (prov.get("runtime", ""), prov.get("runtime_version", "")) if x
-        )
-        val = prov.get("validation")
-        return {
-            "kind": "measured",
-            "device": device or "not measured yet",
-            "runner": runner.get("kind", "") + (f" {where}" if where else ""),
-            "runtime": runtime,
-            "threads": prov.get("threads"),
-            "entries": len(t.table),
-            "overhead_ms": t.table.overhead_ms,
-            "updated": prov.get("updated") or prov.get("created"),
-            "validation": val,
-            "path": str(t.table.path),
-        }
-    from .pixel import _read_model
-
-    errs = [abs(r["loo_err"]) for r in _read_model()["table3_errors"]]
-    return {
-        "kind": "modelled",
-        "device": prov.get("device", ""),
-        "runtime": prov.get("runtime", ""),
-        "threads": prov.get("threads"),
-        "overhead_ms": 0.0,
-        "updated": prov.get("fitted"),
-        "validation": {
-            "n": len(errs),
-            "mape": sum(errs) / len(errs),
-            "max_error": max(errs),
-            "what": "MobileNetV3 Table 3, leave-one-out",
-        },
-    }

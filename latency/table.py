@@ -12,11 +12,11 @@ what is on disk, and replaces each file atomically (temporary file in the same
 folder, ``fsync``, :func:`os.replace`). Two processes filling one table at
 once therefore lose nothing, and a reader never sees half a file. A loaded
 :class:`LatencyTable` is a read-only snapshot (a ``Mapping`` from key text to
-:class:`~hwnas.latency.runner.Stats`); :meth:`LatencyTable.update` writes and
+:class:`~hwnas.latency.runners.Stats`); :meth:`LatencyTable.update` writes and
 returns a new snapshot.
 
 >>> import tempfile
->>> from hwnas.latency.runner import Stats
+>>> from hwnas.latency.runners import Stats
 >>> t = LatencyTable.create(tempfile.mkdtemp() + "/t", {"device": "doc"})
 >>> t = t.update({"stem_k3_s2_c16_nhs|3x224x224": Stats(1.0, 0.9, 1.2, 50)})
 >>> t["stem_k3_s2_c16_nhs|3x224x224"].median, len(LatencyTable.load(t.path))
@@ -43,7 +43,7 @@ from hwnas.common.atomic import atomic_write, atomic_write_text
 from hwnas.common.errors import HwnasError
 
 from .keys import LayerKey
-from .runner import Stats
+from .runners.base import Stats
 
 FORMAT = "hwnas-latency-table"
 FORMAT_VERSION = 1
@@ -300,4 +300,3 @@ def _write(path: Path, entries: dict[str, Stats], prov: dict) -> None:
     atomic_write(path / TABLE_FILE, lambda f: pq.write_table(tbl, f))
     text = json.dumps(prov, indent=1, sort_keys=True) + "\n"
     atomic_write_text(path / META_FILE, text)
-

@@ -1,6 +1,13 @@
 """The latency-target contract shared by measured (``host``, user devices) and
 fitted (``pixel``) targets.
 
+A target answers for itself, so no caller checks its type:
+:meth:`Target.describe` gives its row in ``nas-latency targets``,
+:meth:`Target.missing` the keys it would have to measure (none for a fitted
+target), and :attr:`Target.can_measure` whether :meth:`Target.fill` and
+:meth:`Target.measure` work; a fitted target refuses them with a one-line
+:class:`~hwnas.common.errors.HwnasError`.
+
 A target turns layer keys into milliseconds. A network's predicted latency is
 the sum over its layers (stem, blocks, head) plus the runtime's per-call
 overhead, counted once per network (:attr:`Target.overhead_ms`): measured
@@ -12,25 +19,32 @@ targets (``pixel``) have no separate overhead (0).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .keys import LayerKey, layer_keys
 
+if TYPE_CHECKING:
+    from .runners.base import Stats
+
 SOURCE_MEASURED = "measured"
 SOURCE_MODELLED = "modelled"
 OVERHEAD_PART = "overhead"  # the extra breakdown row: once per network, not a layer
+MEASURED_ONLY = "use host or a user target"
 
 
 class Target(ABC):
     """A device on which latencies are known.
 
-    Subclasses implement :meth:`lookup`; everything else is shared.
+    Subclasses implement :meth:`lookup` and :meth:`describe`; measured
+    targets also set ``can_measure`` and implement :meth:`missing`,
+    :meth:`fill` and :meth:`measure`. Everything else is shared.
 
     Attributes:
         name: the target's name (``host``, ``pixel``, ...).
@@ -40,6 +54,7 @@ class Target(ABC):
 
     name: str
     provenance: dict
+    can_measure: ClassVar[bool] = False  # fill() and measure() work
 
     def __init__(self) -> None:
         self._cache: dict[LayerKey, tuple[float, str]] = {}
@@ -83,7 +98,7 @@ class Target(ABC):
         Args:
             archs: architectures, or with ``space`` an ``(n, d)`` integer matrix of
                 decision indices of that search space (``SearchSpace.sample_indices``);
-                the matrix takes the vectorised path of :mod:`hwnas.latency.fast`.
+                the matrix takes the vectorised path of :mod:`hwnas.latency.space_latency`.
             space: a ``SearchSpace`` (or its name) when ``archs`` is an index matrix.
         """
         if space is not None:
@@ -99,7 +114,7 @@ class Target(ABC):
 
     def space_latency(self, space: Any, resolution: int = 224, num_classes: int = 1000) -> Any:
         """The vectorised predictor of a search space on this target (cached)."""
-        from .fast import SpaceLatency, resolve_space
+        from .space_latency import SpaceLatency, resolve_space
 
         sp = resolve_space(space)
         key = (sp.name, resolution, num_classes, self.overhead_ms)
@@ -128,6 +143,37 @@ class Target(ABC):
             )
         return pd.DataFrame(rows, columns=["part", "key", "ms", "source"])
 
+    @abstractmethod
     def describe(self) -> dict:
-        """Name and provenance, for listings."""
-        return {"name": self.name, **self.provenance}
+        """This target's row in ``nas-latency targets``.
+
+        Keys: name, kind (``measured``/``modelled``), device, runtime,
+        threads, overhead_ms, updated, validation (``n``, ``mape``,
+        ``max_error``, optionally ``spearman`` and ``what``), and for
+        measured targets runner, entries and path.
+        """
+
+    # --- measuring (measured targets) ---------------------------------
+    def missing(self, keys: Sequence[LayerKey]) -> list[LayerKey]:
+        """Keys this target would measure before answering (none for a fitted target)."""
+        return []
+
+    def not_measured_here(self) -> HwnasError:
+        """The one-line error of a target that cannot measure."""
+        return HwnasError(
+            f"target {self.name!r} is a fitted model, not measured here: {MEASURED_ONLY}"
+        )
+
+    def fill(
+        self,
+        keys: Sequence[LayerKey],
+        *,
+        workers: int = 1,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Measure the ``keys`` the target lacks; returns how many were measured."""
+        raise self.not_measured_here()
+
+    def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000) -> Stats:
+        """``arch`` measured end to end on this target's device."""
+        raise self.not_measured_here()

@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from fakes import table_writer
 
 from hwnas.latency import table as table_mod
 from hwnas.latency.keys import LayerKey, layer_keys
-from hwnas.latency.runner import Stats
+from hwnas.latency.runners import Stats
 from hwnas.latency.table import (
     FORMAT_VERSION,
     META_FILE,
@@ -95,23 +96,13 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert len(LatencyTable.load(t.path)) == 1
 
 
-def _writer(path: str, offset: int) -> None:
-    """Fill from a snapshot taken at the start: every write must merge with the disk."""
-    t = LatencyTable.load(path)
-    keys = [
-        LayerKey("block", "ir", 16, 8 + offset + i, 16, mid_chs=48) for i in range(KEYS_PER_WRITER)
-    ]
-    for i in range(0, KEYS_PER_WRITER, CHUNK):
-        t.update(
-            {k: _stats(offset + i + j) for j, k in enumerate(keys[i : i + CHUNK])},
-            provenance={f"writer{offset}": i},
-        )
-
-
 def test_two_processes_filling_one_table_lose_nothing(tmp_path: Path) -> None:
     t = _fresh(tmp_path)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(t.path), w * 1000)) for w in range(WRITERS)]
+    procs = [
+        ctx.Process(target=table_writer, args=(str(t.path), w * 1000, KEYS_PER_WRITER, CHUNK))
+        for w in range(WRITERS)
+    ]
     for p in procs:
         p.start()
     for p in procs:

@@ -1,4 +1,4 @@
-"""``SshRunner``: measure on a Linux board over ssh with ``remote_measure.py``."""
+"""``SshRunner``: measure on a Linux board over ssh with the protocol program (``protocol.py``)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,24 @@ import shlex
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from hwnas.common.errors import HwnasError
 
-from .. import remote_measure
-from ..runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
-from ._common import (
-    DEFAULT_TIMEOUT_S,
-    call,
-    check_protocol,
-    check_word,
-    neutral_names,
-    one_line,
-    to_stats,
-)
+from . import protocol
+from ._remote import DEFAULT_TIMEOUT_S, call, check_word, neutral_names, one_line, to_stats
+from .base import DEFAULT_THREADS, OrtTiming, Runner, RunnerError, Stats
 
 DEFAULT_CONNECT_TIMEOUT_S = 10  # ssh's ConnectTimeout
+PROGRAM = "protocol.py"  # the protocol program's name in the board's temp folder
 SSH_BATCH = 16  # models per remote measuring step, so that each step's timeout stays meaningful
 
 
 class SshRunner(Runner):
     """Measures on a Linux board reachable by ssh that has Python 3, numpy and onnxruntime.
 
-    Each :meth:`measure` packs ``remote_measure.py`` and the models into a
+    It times exactly as the local runner does: each :meth:`measure` packs
+    :mod:`~hwnas.latency.runners.protocol` (``protocol.py``) and the models into a
     tar stream, unpacks it into a fresh ``mktemp -d`` folder under
     ``remote_dir``, runs the program there, parses its JSON and removes the
     folder. ssh runs non-interactively (``BatchMode``): keys only, no prompts.
@@ -50,9 +45,18 @@ class SshRunner(Runner):
         known_hosts: ``UserKnownHostsFile`` (default: ssh's).
         pin: pin the measuring process to the fastest cores of the board.
         ssh: the ssh client program.
+        clock, flush_mb, min_time_ms, max_runs: see :class:`OrtTiming`.
     """
 
-    name = "ssh"
+    name: ClassVar[str] = "ssh"
+    options: ClassVar[Mapping[str, str]] = {
+        "host": "host",
+        "user": "user",
+        "port": "port",
+        "identity": "identity",
+        "timeout": "timeout",
+    }
+    required: ClassVar[tuple[str, ...]] = ("host",)
 
     def __init__(
         self,
@@ -69,7 +73,12 @@ class SshRunner(Runner):
         known_hosts: Path | None = None,
         pin: bool = True,
         ssh: str = "ssh",
+        clock: str = "auto",
+        flush_mb: float = protocol.FLUSH_MB,
+        min_time_ms: float = protocol.MIN_TIME_MS,
+        max_runs: int = protocol.MAX_RUNS,
     ) -> None:
+        self.timing = OrtTiming(clock, flush_mb, min_time_ms, max_runs)
         self.host = check_word("host", host)
         self.user = check_word("user", user) if user is not None else None
         if not 0 < port < 65536:
@@ -136,7 +145,7 @@ class SshRunner(Runner):
     def _upload(self, models: Mapping[str, Path], names: Mapping[str, str]) -> str:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(remote_measure.__file__, arcname="remote_measure.py")
+            tar.add(protocol.__file__, arcname=PROGRAM)
             for stem, name in names.items():
                 tar.add(str(models[name]), arcname=f"models/{stem}.onnx")
         parent = shlex.quote(self.remote_dir)
@@ -154,17 +163,14 @@ class SshRunner(Runner):
             )
         return folder
 
-    def measure(
-        self,
-        models: Mapping[str, Path],
-        *,
-        runs: int = DEFAULT_RUNS,
-        warmup: int = DEFAULT_WARMUP,
-        threads: int = DEFAULT_THREADS,
+    def protocol(self, threads: int = DEFAULT_THREADS) -> dict:
+        return {**self.timing.record(threads), "pinned": self.pin}
+
+    def _measure(
+        self, models: Mapping[str, Path], *, runs: int, warmup: int, threads: int
     ) -> dict[str, Stats]:
-        check_protocol(runs, warmup, threads)
-        if not models:
-            return {}
+        t = self.timing
+        clock = t.clock_for(threads)
         names = neutral_names(models)
         folder = self._upload(models, names)
         fail = f"ssh to {self.destination} failed"
@@ -175,13 +181,10 @@ class SshRunner(Runner):
                 batch = stems[i : i + SSH_BATCH]
                 cmd = [
                     self.python,
-                    f"{folder}/remote_measure.py",
-                    "--threads",
-                    str(threads),
-                    "--warmup",
-                    str(warmup),
-                    "--runs",
-                    str(runs),
+                    f"{folder}/{PROGRAM}",
+                    *("--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)),
+                    *("--clock", clock, "--flush-mb", str(t.flush_mb)),
+                    *("--min-time-ms", str(t.min_time_ms), "--max-runs", str(t.max_runs)),
                     "--names",
                     ",".join(batch),
                 ]
@@ -206,7 +209,7 @@ class SshRunner(Runner):
                 RunnerError
             ):  # best effort: the board's /tmp is cleared anyway
                 self._ssh(shlex.join(["rm", "-rf", "--", folder]), "clean-up")
-        return {name: stats[name] for name in models}
+        return stats
 
     def _parse(self, out: str) -> dict:
         try:
@@ -216,18 +219,18 @@ class SshRunner(Runner):
                 f"ssh to {self.destination} failed: measuring printed no JSON "
                 f"({one_line(out)[:200]})"
             ) from None
-        if not isinstance(doc, dict) or doc.get("format") != remote_measure.FORMAT_VERSION:
+        if not isinstance(doc, dict) or doc.get("format") != protocol.FORMAT_VERSION:
             raise RunnerError(
-                f"ssh to {self.destination} failed: remote_measure format "
+                f"ssh to {self.destination} failed: {PROGRAM} format "
                 f"{doc.get('format') if isinstance(doc, dict) else None!r}, "
-                f"expected {remote_measure.FORMAT_VERSION}"
+                f"expected {protocol.FORMAT_VERSION}"
             )
         return doc
 
     def device_info(self) -> dict:
         """uname, CPU, Python/numpy/onnxruntime versions of the board (cached by a measurement)."""
         if self._device is None:
-            script = Path(remote_measure.__file__).read_bytes()
+            script = Path(protocol.__file__).read_bytes()
             out = self._ssh(shlex.join([self.python, "-", "--info"]), "device info", stdin=script)
             self._device = {
                 **self._parse(out)["device"],

@@ -1,67 +1,26 @@
-"""Measured targets: on-demand fill (only missing keys), overhead, registry, $HWNAS_HOME."""
+"""Measured targets: on-demand fill (only missing keys), overhead, the worker pool, describe()."""
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import OVERHEAD_MS, FakeRunner, fake_ms
 
-from hwnas.latency import measured as measured_mod
+from hwnas.latency import measured_target as measured_mod
 from hwnas.latency.keys import LayerKey, layer_keys
-from hwnas.latency.measured import MeasuredTarget, make_runner
-from hwnas.latency.pixel import PixelTarget
-from hwnas.latency.registry import (
-    create_target,
-    hwnas_home,
-    load_target,
-    target_names,
-    target_path,
-    user_target_names,
-)
-from hwnas.latency.remote import AdbRunner, SshRunner
-from hwnas.latency.runner import Runner, RunnerError, Stats
-from hwnas.latency.table import META_FILE, LatencyTable, TableError
+from hwnas.latency.measured_target import MeasuredTarget
+from hwnas.latency.registry import load_target, target_path
+from hwnas.latency.runners import Runner, RunnerError, Stats
+from hwnas.latency.table import LatencyTable
 from hwnas.latency.target import OVERHEAD_PART
 from hwnas.space.references import reference
 from hwnas.space.searchspace import get_space
 
-OVERHEAD_MS = 0.25  # what the fake runtime charges per call
 RES = 64
 SMALL = reference("mobilenetv3_small")
 LARGE = reference("mobilenetv3_large")
-
-
-def fake_ms(key: LayerKey) -> float:
-    """A made-up, deterministic latency per key."""
-    return 0.05 + (zlib.crc32(str(key).encode()) % 1000) / 1000
-
-
-class FakeRunner(Runner):
-    """A runner on an imaginary device: each model costs its key's fake_ms plus the overhead."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.measured: list[str] = []
-
-    def measure(
-        self, models: Mapping[str, Path], *, runs: int = 50, warmup: int = 10, threads: int = 1
-    ) -> dict[str, Stats]:
-        out = {}
-        for name in models:
-            try:
-                ms = fake_ms(LayerKey.parse(name)) + OVERHEAD_MS
-                self.measured.append(name)
-            except ValueError:  # the empty model that prices the per-call overhead
-                ms = OVERHEAD_MS
-            out[name] = Stats(ms, ms * 0.95, ms * 1.05, runs)
-        return out
-
-    def device_info(self) -> dict:
-        return {"cpu": "imaginary", "runtime": "fake", "runtime_version": "0"}
 
 
 @pytest.fixture
@@ -107,6 +66,7 @@ def test_on_demand_fill_measures_only_missing_keys(tmp_path: Path, counted: list
     prov = back.provenance
     assert prov["overhead_ms"] == OVERHEAD_MS and prov["device"]["cpu"] == "imaginary"
     assert prov["runtime"] == "fake" and prov["threads"] == 1 and prov["first_fill"]
+    assert prov["measurement"] == {"clock": "fake", "threads": 1}  # the runner's protocol
 
 
 def test_fill_skips_keys_another_process_stored(tmp_path: Path, counted: list[LayerKey]) -> None:
@@ -167,7 +127,7 @@ def test_chunks_are_stored_as_they_finish(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_real_measure_keys_with_a_fake_runner(tmp_path: Path) -> None:
-    """Through hwnas.latency.measure: the runner sees only missing keys, overhead is subtracted."""
+    """Through measure_keys: the runner sees only missing keys, overhead is subtracted."""
     runner = FakeRunner()
     t = _target(tmp_path, runner)
     small = layer_keys(SMALL, RES)
@@ -177,94 +137,6 @@ def test_real_measure_keys_with_a_fake_runner(tmp_path: Path) -> None:
     runner.measured.clear()
     t.predict(LARGE, RES)
     assert set(runner.measured) == {str(k) for k in set(layer_keys(LARGE, RES)) - set(small)}
-
-
-# --- registry ------------------------------------------------------------------
-def test_builtin_names(home: Path) -> None:
-    assert target_names()[:3] == ("host", "pixel", "pixel1")
-    assert isinstance(load_target("pixel"), PixelTarget)
-    assert load_target("PIXEL1").name == "pixel1"
-    with pytest.raises(ValueError, match="not offered"):
-        load_target("pixel4")
-
-
-def test_unknown_target_lists_known_ones(home: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown target 'nope': known are host, pixel, pixel1 "):
-        load_target("nope")
-    create_target("board", {"kind": "ssh", "host": "rpi.invalid"}, check=False)
-    with pytest.raises(ValueError, match="known are host, pixel, pixel1, board"):
-        load_target("nope")
-    with pytest.raises(ValueError, match="unknown target"):
-        load_target("../etc")
-
-
-def test_hwnas_home_is_respected(home: Path) -> None:
-    assert hwnas_home() == home
-    t = load_target("host")
-    assert isinstance(t, MeasuredTarget) and t.table.path == home / "targets" / "host"
-    assert (home / "targets" / "host" / META_FILE).is_file()
-    assert t.provenance["runner"] == {"kind": "local"} and len(t.table) == 0
-
-
-def test_default_home(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HWNAS_HOME", raising=False)
-    assert hwnas_home() == Path("~/.cache/hwnas").expanduser()
-
-
-def test_user_targets_keep_their_runner(home: Path) -> None:
-    ident = home.parent / "id_test"
-    ident.write_text("key")
-    settings = {
-        "kind": "ssh",
-        "host": "rpi.invalid",
-        "user": "pi",
-        "port": 2222,
-        "identity": str(ident),
-    }
-    create_target("rpi4", settings, check=False)
-    assert user_target_names() == ("rpi4",)
-    t = load_target("rpi4")
-    assert isinstance(t, MeasuredTarget) and t.provenance["runner"] == settings
-    r = t.runner
-    assert isinstance(r, SshRunner) and (r.host, r.user, r.port, r.identity) == (
-        "rpi.invalid",
-        "pi",
-        2222,
-        ident,
-    )
-    create_target("phone", {"kind": "adb", "serial": "R58M41ABCDE"}, check=False)
-    assert isinstance(load_target("phone").runner, AdbRunner)
-    with pytest.raises(ValueError, match="exists already"):
-        create_target("phone", {"kind": "adb", "serial": "X"}, check=False)
-
-
-@pytest.mark.parametrize(
-    ("name", "match"),
-    [("host", "built in"), ("Pixel", "built in"), ("a b", "must be lower-case"), ("-x", "must be")],
-)
-def test_bad_user_names(home: Path, name: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        create_target(name, {"kind": "adb", "serial": "X"}, check=False)
-
-
-def test_bad_runner_settings() -> None:
-    with pytest.raises(ValueError, match="runner kind must be one of local, adb, ssh"):
-        make_runner({"kind": "usb"})
-    with pytest.raises(ValueError, match="port must be"):
-        make_runner({"kind": "ssh", "host": "h", "port": 0})
-
-
-def test_unreachable_device_leaves_nothing(home: Path) -> None:
-    with pytest.raises(RunnerError):
-        create_target("phone", {"kind": "adb", "serial": "X", "adb": "/nonexistent/adb"})
-    assert not target_path("phone").exists()
-
-
-def test_corrupt_user_table(home: Path) -> None:
-    create_target("board", {"kind": "ssh", "host": "h.invalid"}, check=False)
-    (target_path("board") / META_FILE).write_text("{")
-    with pytest.raises(TableError, match="corrupt JSON"):
-        load_target("board")
 
 
 def test_predict_many_index_path_on_a_measured_target(tmp_path: Path, counted) -> None:
@@ -277,7 +149,7 @@ def test_predict_many_index_path_on_a_measured_target(tmp_path: Path, counted) -
 
 
 # --- real measurements on this machine (small) ---------------------------------
-REAL_RES = 32  # tiny layers: each is timed for measure.MIN_TIME_MS anyway
+REAL_RES = 32  # tiny layers: each is timed for protocol.MIN_TIME_MS anyway
 
 
 def test_host_fills_on_demand_with_the_local_runner(home: Path) -> None:
@@ -301,3 +173,27 @@ def test_parallel_fill_with_two_local_workers(home: Path) -> None:
     assert t.fill(keys, workers=2) == len(keys)
     assert set(LatencyTable.load(target_path("host"))) == {str(k) for k in keys}
     assert t.fill(keys, workers=2) == 0  # resumable: nothing left to do
+
+
+def test_measured_target_answers_for_itself(tmp_path: Path, counted) -> None:
+    t = _target(tmp_path)
+    keys = layer_keys(SMALL, RES)
+    assert t.can_measure and set(t.missing(keys)) == set(keys)
+    row = t.describe()
+    assert row["name"] == "dev" and row["kind"] == "measured" and row["entries"] == 0
+    assert row["device"] == "not measured yet" and row["runner"] == "local"
+    t.fill(keys)
+    assert t.missing(keys) == []
+    row = t.describe()
+    assert row["entries"] == len(set(keys)) and row["overhead_ms"] == OVERHEAD_MS
+    assert row["device"] == "imaginary" and row["runtime"] == "fake 0"
+    assert row["path"] == str(t.table.path)
+
+
+def test_parallel_fill_needs_the_local_runner(tmp_path: Path) -> None:
+    table = LatencyTable.create(tmp_path / "b", {"runner": {"kind": "ssh", "host": "h"}})
+    t = MeasuredTarget("b", table, FakeRunner())
+    with pytest.raises(
+        ValueError, match="--workers 2 needs the local runner; target 'b' uses 'ssh'"
+    ):
+        t.fill(layer_keys(SMALL, RES), workers=2)

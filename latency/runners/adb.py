@@ -10,20 +10,13 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from hwnas.common.errors import HwnasError
 
-from .. import remote_measure
-from ..runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
-from ._common import (
-    DEFAULT_TIMEOUT_S,
-    call,
-    check_protocol,
-    check_word,
-    neutral_names,
-    one_line,
-    to_stats,
-)
+from . import protocol
+from ._remote import DEFAULT_TIMEOUT_S, call, check_word, neutral_names, one_line, to_stats
+from .base import DEFAULT_THREADS, Runner, RunnerError, Stats
 
 ADB_REMOTE_DIR = "/data/local/tmp/hwnas"  # the one folder apps-less shells may write on Android
 ADB_PUSH_CHUNK = 64  # files per ``adb push`` call
@@ -76,7 +69,7 @@ class AdbRunner(Runner):
     ``-I`` generates inputs of the model's shape (free dimensions as 1),
     ``-o 99`` enables all graph optimisations; ``mNNNN.csv`` receives one
     line per run, from which the first ``warmup`` are dropped and median,
-    p10, p90 computed exactly as :mod:`remote_measure` does (the tool's own
+    p10, p90 computed exactly as :mod:`~hwnas.latency.runners.protocol` does (the tool's own
     single warm-up run before them is never recorded). The process is
     pinned with ``taskset`` (when the phone has it) to ``cpus``, by default
     the ``threads`` cores of highest maximum clock: the big cores.
@@ -94,7 +87,9 @@ class AdbRunner(Runner):
             provenance (the tool does not print it).
     """
 
-    name = "adb"
+    name: ClassVar[str] = "adb"
+    options: ClassVar[Mapping[str, str]] = {"device": "serial", "timeout": "timeout"}
+    required: ClassVar[tuple[str, ...]] = ("device",)
 
     def __init__(
         self,
@@ -189,17 +184,19 @@ class AdbRunner(Runner):
             self._adb("push", *files[i : i + ADB_PUSH_CHUNK], f"{self.remote_dir}/", step="push")
 
     # -- the contract --
-    def measure(
-        self,
-        models: Mapping[str, Path],
-        *,
-        runs: int = DEFAULT_RUNS,
-        warmup: int = DEFAULT_WARMUP,
-        threads: int = DEFAULT_THREADS,
+    def protocol(self, threads: int = DEFAULT_THREADS) -> dict:
+        """The tool's own timing: wall clock, no cache flush, exactly ``runs`` runs."""
+        return {
+            "tool": PERF_TEST,
+            "clock": "wall",
+            "flush_mb": 0.0,
+            "io_binding": False,
+            "pinned": self.pin,
+        }
+
+    def _measure(
+        self, models: Mapping[str, Path], *, runs: int, warmup: int, threads: int
     ) -> dict[str, Stats]:
-        check_protocol(runs, warmup, threads)
-        if not models:
-            return {}
         names = neutral_names(models)
         self.check_device()
         rdir = shlex.quote(self.remote_dir)
@@ -266,7 +263,7 @@ class AdbRunner(Runner):
                 f"{self._fail}: {PERF_TEST} wrote {len(times)} timed runs, "
                 f"{runs} expected ({cause})"
             )
-        return to_stats(remote_measure.summarize(times), runs, self._fail)
+        return to_stats(protocol.summarize(times), runs, self._fail)
 
     def device_info(self) -> dict:
         """Maker, model, Android version, SoC and CPU (getprop, /proc/cpuinfo), and the runtime."""
@@ -274,9 +271,7 @@ class AdbRunner(Runner):
         props = dict(
             re.findall(r"^\[([^\]]+)\]: \[(.*)\]\s*$", self._shell("getprop", "getprop"), re.M)
         )
-        cpu = remote_measure.cpu_model_from(
-            self._shell("cat /proc/cpuinfo", "reading /proc/cpuinfo")
-        )
+        cpu = protocol.cpu_model_from(self._shell("cat /proc/cpuinfo", "reading /proc/cpuinfo"))
         soc = " ".join(filter(None, (props.get("ro.soc.manufacturer"), props.get("ro.soc.model"))))
         return {
             "transport": "adb",

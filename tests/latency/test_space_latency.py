@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
-
 import numpy as np
 import pytest
+from fakes import HashTarget
 
-from hwnas.latency.fast import SpaceLatency, space_keys, space_structure
-from hwnas.latency.keys import LayerKey, layer_keys
+from hwnas.latency.keys import layer_keys
 from hwnas.latency.pixel import load_pixel_target
-from hwnas.latency.target import SOURCE_MEASURED, Target
+from hwnas.latency.space_latency import SpaceLatency, space_keys, space_structure
 from hwnas.space import searchspace
 
 SPACES = ("mobilenetv3", "mnasnet")
 N_RANDOM = 150
 TOL_MS = 1e-9
-
-
-class HashTarget(Target):
-    """Deterministic made-up latencies (a CRC of the key) and a per-call overhead."""
-
-    name = "hash"
-    provenance: dict = {}
-
-    def __init__(self, overhead: float = 0.37) -> None:
-        super().__init__()
-        self._over = overhead
-        self.looked_up = 0
-
-    @property
-    def overhead_ms(self) -> float:
-        return self._over
-
-    def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
-        self.looked_up += len(keys)
-        return [
-            ((zlib.crc32(str(k).encode()) % 10_000) / 1000 + 0.01, SOURCE_MEASURED) for k in keys
-        ]
 
 
 @pytest.fixture(scope="module", params=SPACES)
@@ -55,7 +30,8 @@ def test_fast_equals_slow_on_random_nets(space, make_target) -> None:
     slow = np.array([target.predict(a) for a in archs])
     np.testing.assert_allclose(fast, slow, rtol=0, atol=TOL_MS)
     np.testing.assert_allclose(target.predict_many(archs), slow, rtol=0, atol=TOL_MS)
-    assert target.predict_many(idx, space=space.name) is not None  # by name, cached
+    np.testing.assert_array_equal(target.predict_many(idx, space=space.name), fast)  # by name
+    assert target.space_latency(space.name) is target.space_latency(space)  # built once
 
 
 def test_other_resolution_and_classes(space) -> None:

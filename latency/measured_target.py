@@ -1,15 +1,15 @@
-"""Measured targets: a latency table filled on demand by a runner, and their validation.
+"""Measured targets: a latency table filled on demand by a runner.
 
 A :class:`MeasuredTarget` answers from its :class:`~hwnas.latency.table.LatencyTable`;
 keys the table lacks are measured with its runner
-(:func:`hwnas.latency.measure.measure_keys`, per-call overhead subtracted) and
-stored before they are used, in chunks, so an interrupted fill keeps what it
-measured and a second process filling the same table loses nothing. A
+(:func:`hwnas.latency.measurement.measure_keys`, per-call overhead subtracted)
+and stored before they are used, in chunks, so an interrupted fill keeps what
+it measured and a second process filling the same table loses nothing. A
 prediction is the sum of the layers plus the overhead the first fill measured.
 
-:func:`validate` measures random networks of a space end to end
-(:func:`hwnas.latency.measure.measure_arch`), compares them with the
-predictions and stores the errors in the table's provenance.
+The one worker pool of the project is here: :meth:`MeasuredTarget.fill` with
+``workers > 1`` measures chunks in that many processes, each with its own
+local runner on its own cores (:meth:`LocalRunner.worker_cpus`).
 """
 
 from __future__ import annotations
@@ -17,52 +17,24 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .keys import LayerKey
-from .runner import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, Stats
+from .measurement import KEY_RUNS, KEY_WARMUP, measure_arch, measure_keys
+from .runners import LocalRunner, make_runner
+from .runners.base import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, Stats
 from .table import LatencyTable, now_iso
 from .target import SOURCE_MEASURED, Target
 
 FILL_CHUNK = 32  # keys per measurement call and per table write: an interrupt loses at most this
-RUNNER_KINDS = ("local", "adb", "ssh")
 METHOD = (
     "each layer alone as an ONNX graph (hwnas.latency.graphs), batch 1, fp32; median of the "
     "timed runs after warm-up; the per-call overhead (an empty graph) is subtracted from every "
     "layer and added once per network"
 )
-
-
-def make_runner(settings: Mapping[str, Any]) -> Runner:
-    """A runner from its saved settings: ``{"kind": "local"|"adb"|"ssh", ...}``.
-
-    ``ssh``: host, user, port, identity; ``adb``: serial; ``local``: the
-    keyword arguments of ``LocalRunner``.
-    """
-    opts = dict(settings)
-    kind = opts.pop("kind", None)
-    if kind == "local":
-        from .measure import LocalRunner
-
-        return LocalRunner(**opts)
-    if kind == "ssh":
-        from .remote import SshRunner
-
-        ident = opts.pop("identity", None)
-        return SshRunner(identity=Path(ident) if ident else None, **opts)
-    if kind == "adb":
-        from .remote import AdbRunner
-
-        return AdbRunner(**opts)
-    raise HwnasError(f"runner kind must be one of {', '.join(RUNNER_KINDS)}, got {kind!r}")
 
 
 class MeasuredTarget(Target):
@@ -76,6 +48,8 @@ class MeasuredTarget(Target):
             when a key is missing.
     """
 
+    can_measure = True
+
     def __init__(self, name: str, table: LatencyTable, runner: Runner | None = None) -> None:
         super().__init__()
         self.name = name
@@ -86,7 +60,7 @@ class MeasuredTarget(Target):
         # whole networks (measure_arch): the runner protocol's defaults unless the table says
         self.runs = int(proto.get("runs", DEFAULT_RUNS))
         self.warmup = int(proto.get("warmup", DEFAULT_WARMUP))
-        # layers (measure_keys): None leaves hwnas.latency.measure's per-key defaults
+        # layers (measure_keys): None leaves hwnas.latency.measurement's per-key defaults
         self.key_runs: int | None = proto.get("key_runs")
         self.key_warmup: int | None = proto.get("key_warmup")
 
@@ -108,6 +82,36 @@ class MeasuredTarget(Target):
                 )
             self._runner = make_runner(settings)
         return self._runner
+
+    def describe(self) -> dict:
+        prov = self.provenance
+        dev = prov.get("device") or {}
+        runner = prov.get("runner") or {}
+        where = {"ssh": runner.get("host"), "adb": runner.get("serial")}.get(runner.get("kind"))
+        device = " ".join(
+            str(x)
+            for x in (dev.get("model") or dev.get("cpu") or "", dev.get("hostname") or "")
+            if x
+        )
+        runtime = " ".join(
+            x for x in (prov.get("runtime", ""), prov.get("runtime_version", "")) if x
+        )
+        return {
+            "name": self.name,
+            "kind": "measured",
+            "device": device or "not measured yet",
+            "runner": runner.get("kind", "") + (f" {where}" if where else ""),
+            "runtime": runtime,
+            "threads": prov.get("threads"),
+            "entries": len(self.table),
+            "overhead_ms": self.table.overhead_ms,
+            "updated": prov.get("updated") or prov.get("created"),
+            "validation": prov.get("validation"),
+            "path": str(self.table.path),
+        }
+
+    def missing(self, keys: Sequence[LayerKey]) -> list[LayerKey]:
+        return self.table.missing(list(keys))
 
     def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
         if self.table.missing(list(keys)):
@@ -158,12 +162,13 @@ class MeasuredTarget(Target):
         self, chunks: list[list[LayerKey]], workers: int, progress: Callable[[int], None] | None
     ) -> None:
         settings = dict(self.table.provenance.get("runner") or {})
-        if settings.get("kind") != "local":
+        if settings.get("kind") != LocalRunner.name:
             raise HwnasError(
                 f"--workers {workers} needs the local runner; target {self.name!r} "
                 f"uses {settings.get('kind')!r} (one device measures one model at a time)"
             )
-        cpus = make_runner(settings).worker_cpus(workers, self.threads)  # disjoint cores
+        local = LocalRunner(**{k: v for k, v in settings.items() if k != "kind"})
+        cpus = local.worker_cpus(workers, self.threads)  # disjoint cores
         ctx = multiprocessing.get_context("spawn")  # onnxruntime threads do not survive fork
         slots = ctx.Queue()
         for c in cpus:
@@ -205,6 +210,7 @@ class MeasuredTarget(Target):
             "runtime_version": info.get("runtime_version", ""),
             "threads": self.threads,
             "key_protocol": self._key_protocol(),
+            "measurement": self.runner.protocol(self.threads),
             "method": METHOD,
             "first_fill": now_iso(),
         }
@@ -215,8 +221,6 @@ class MeasuredTarget(Target):
 
     def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000) -> Stats:
         """``arch`` measured end to end with this target's runner and protocol."""
-        from .measure import measure_arch
-
         return measure_arch(
             arch,
             resolution,
@@ -229,8 +233,6 @@ class MeasuredTarget(Target):
 
 
 def _key_protocol_defaults() -> dict:
-    from .measure import KEY_RUNS, KEY_WARMUP
-
     return {"runs": KEY_RUNS, "warmup": KEY_WARMUP}
 
 
@@ -245,8 +247,6 @@ def _protocol(runs: int | None, warmup: int | None, threads: int) -> dict:
 def _measure(
     keys: list[LayerKey], runner: Runner, runs: int | None, warmup: int | None, threads: int
 ) -> tuple[dict[LayerKey, Stats], float]:
-    from .measure import measure_keys
-
     return measure_keys(keys, runner, **_protocol(runs, warmup, threads))
 
 
@@ -267,105 +267,3 @@ def _worker_measure(
         raise RuntimeError("worker used before its initializer ran")
     stats, over = _measure([LayerKey.parse(k) for k in keys], _worker_runner, runs, warmup, threads)
     return {str(k): s for k, s in stats.items()}, over
-
-
-# --- validation --------------------------------------------------------------
-@dataclass(frozen=True)
-class Validation:
-    """Predicted vs measured end-to-end latencies of random networks of a space."""
-
-    rows: pd.DataFrame  # arch, predicted_ms, measured_ms, p10_ms, p90_ms, error
-    mape: float  # mean |predicted / measured - 1|
-    max_error: float  # largest |predicted / measured - 1|
-    spearman: float
-
-    def summary(self) -> dict:
-        return {
-            "n": len(self.rows),
-            "mape": self.mape,
-            "max_error": self.max_error,
-            "spearman": self.spearman,
-        }
-
-
-def validate(
-    target: MeasuredTarget,
-    space: Any,
-    n: int = 20,
-    seed: int = 0,
-    resolution: int = 224,
-    progress: Callable[[int], None] | None = None,
-) -> Validation:
-    """Measure ``n`` random networks of ``space`` end to end and compare with predictions.
-
-    Predictions come first (missing layers are measured then); each network
-    is measured with the target's runner and protocol.
-    """
-    from scipy.stats import spearmanr
-
-    from .fast import resolve_space
-
-    if n < 2:
-        raise HwnasError(f"validation needs at least 2 networks, got {n}")
-    sp = resolve_space(space)
-    rng = np.random.default_rng(seed)
-    archs = [sp.sample_random(rng) for _ in range(n)]
-    predicted = [target.predict(a, resolution) for a in archs]
-    rows = []
-    for arch, pred in zip(archs, predicted, strict=True):
-        s = target.measure(arch, resolution)
-        rows.append(
-            {
-                "arch": arch.to_str(),
-                "predicted_ms": pred,
-                "measured_ms": s.median,
-                "p10_ms": s.p10,
-                "p90_ms": s.p90,
-                "error": pred / s.median - 1.0,
-            }
-        )
-        if progress:
-            progress(1)
-    frame = pd.DataFrame(rows)
-    err = frame["error"].abs()
-    rho = float(spearmanr(frame["predicted_ms"], frame["measured_ms"]).statistic)
-    return Validation(frame, float(err.mean()), float(err.max()), rho)
-
-
-def record_validation(target: MeasuredTarget, result: Validation, **context: Any) -> None:
-    """Store the numbers of ``result`` (and e.g. space, seed, resolution) in the provenance."""
-    target.table = target.table.update(
-        provenance={"validation": {**result.summary(), **context, "date": now_iso()}}
-    )
-
-
-def write_validation(result: Validation, out: Path, title: str) -> tuple[Path, Path]:
-    """``validation.csv`` and a predicted-vs-measured ``validation.png`` in ``out`` (atomic)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from hwnas.common.atomic import atomic_save_figure, atomic_write_df
-
-    out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / "validation.csv", out / "validation.png"
-    atomic_write_df(result.rows, csv)
-    fig = Figure(figsize=(5, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    r = result.rows
-    ax.scatter(r["measured_ms"], r["predicted_ms"], s=18)
-    lo = min(r["measured_ms"].min(), r["predicted_ms"].min()) * 0.95
-    hi = max(r["measured_ms"].max(), r["predicted_ms"].max()) * 1.05
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="predicted = measured")
-    ax.set(
-        xlim=(lo, hi),
-        ylim=(lo, hi),
-        xlabel="measured (ms)",
-        ylabel="predicted (ms)",
-        title=f"{title}\nMAPE {result.mape:.1%}, max {result.max_error:.1%}, "
-        f"Spearman {result.spearman:.3f}",
-    )
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    atomic_save_figure(fig, png)
-    return csv, png

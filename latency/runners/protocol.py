@@ -1,36 +1,59 @@
 #!/usr/bin/env python3
-"""Measure every ``.onnx`` model in a folder with onnxruntime; print one JSON document.
+"""The measuring protocol, in one file: time ONNX models with onnxruntime.
 
-This program runs ON the measured device (a board reached over ssh): it needs
-only Python 3, numpy and onnxruntime, never ``hwnas``. ``SshRunner`` copies it
-next to the models, runs it and parses its standard output. The protocol is
-the project's (see ``hwnas.latency.runner``): batch 1, fp32 inputs of the
-shape the model declares (free dimensions as 1), ``--threads`` intra-op
-threads, one inter-op thread, sequential execution, all graph optimisations,
-the process pinned to as many cores as threads, ``--warmup`` discarded runs,
-then ``--runs`` timed runs. Times are milliseconds::
+This is the one home of how hwnas times a model. The ``local`` runner
+imports it; the ``ssh`` runner copies this file to a board and runs it there
+as a program, so it needs only Python 3, numpy and onnxruntime, never
+``hwnas``. The protocol: onnxruntime's CPU execution provider, batch 1, fp32
+inputs of the shape the model declares (free dimensions as 1), ``threads``
+intra-op threads, one inter-op thread, sequential execution, all graph
+optimisations, the process pinned to as many cores as threads, and
 
-    python3 remote_measure.py --threads 1 --warmup 10 --runs 50 models/
+- runs through an IO binding (inputs copied in once, outputs preallocated),
+  so a run costs what the graph costs inside a network;
+- before every timed run writes ``flush_mb`` of memory, so a layer's weights
+  and input are not left hot in the private caches by its previous run
+  (inside a network the other layers evict them). On the development host
+  (AMD EPYC, 2 MB L2 a core, 32 MB L3) the layer sums of mobilenetv3_large,
+  mnasnet_a1 and mobilenetv2 fell 6-10% below the whole networks with no
+  flush or 8 MB, 3-6% above with 16 MB, within about 3% with 12 MB; 0
+  disables it. The best size depends on the caches: calibrate on a new host;
+- with one thread times the thread's CPU clock (``--clock auto``), which does
+  not count time preempted by other processes, so a busy machine gives the
+  latency of an idle one; with more threads it times the wall clock;
+- ``--warmup`` discarded runs, then at least ``--runs`` timed runs and more
+  until ``--min-time-ms`` of timed runs (at most ``--max-runs``), so fast
+  layers get a stable median.
+
+Times are milliseconds::
+
+    python3 protocol.py --threads 1 --warmup 10 --runs 50 models/
     {"format": 1, "device": {...}, "protocol": {...},
      "results": {"m0000": {"median": 0.41, "p10": 0.40, "p90": 0.45, "n": 50}}}
 
 ``--names m0000,m0001`` measures only those models; ``--info`` prints only
 the device description; the program may also be read
-from standard input (``python3 - --info < remote_measure.py``).
+from standard input (``python3 - --info < protocol.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 FORMAT_VERSION = 1
+FLUSH_MB = 12.0  # see the module docstring: measured, not derived
+MIN_TIME_MS = 5.0  # timed milliseconds per model before the median is trusted
+MAX_RUNS = 60  # cap for very fast models (each run also pays a flush, ~0.35 ms for 12 MB)
+CLOCKS = ("wall", "cpu")
+CLOCK_CHOICES = ("auto", *CLOCKS)  # auto: cpu with one thread, else wall
 INPUT_SEED = 0  # inputs are random normal draws; the seed only makes runs repeatable
 _CPUFREQ = "/sys/devices/system/cpu/cpu{}/cpufreq/cpuinfo_max_freq"
 # /proc/cpuinfo field naming the CPU: x86 ("model name"), Arm SoCs ("Hardware",
@@ -136,17 +159,6 @@ def device_info() -> dict:
     }
 
 
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def _feeds(sess, rng) -> dict:
     feeds = {}
     for inp in sess.get_inputs():
@@ -156,22 +168,6 @@ def _feeds(sess, rng) -> dict:
             raise ValueError(f"input {inp.name!r} has unsupported type {inp.type}")
         feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
     return feeds
-
-
-def measure_one(path: Path, *, threads: int, warmup: int, runs: int) -> dict:
-    """Statistics (ms) of ``runs`` timed runs of the model at ``path`` after ``warmup`` runs."""
-    import numpy as np
-
-    sess = _session(path, threads)
-    feeds = _feeds(sess, np.random.default_rng(INPUT_SEED))
-    for _ in range(warmup):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        sess.run(None, feeds)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return summarize(times)
 
 
 def make_session(model: str | bytes | Path, threads: int):
@@ -241,7 +237,21 @@ def cache_flusher(megabytes: float):
     return flush
 
 
-CLOCKS = ("wall", "cpu")
+def resolve_clock(clock: str, threads: int) -> str:
+    """``auto`` -> ``cpu`` with one thread, else ``wall``; ``cpu`` needs one thread.
+
+    >>> resolve_clock("auto", 1), resolve_clock("auto", 4)
+    ('cpu', 'wall')
+    """
+    if clock not in CLOCK_CHOICES:
+        raise ValueError(f"clock must be one of {', '.join(CLOCK_CHOICES)}, got {clock!r}")
+    if clock == "auto":
+        return "cpu" if threads == 1 else "wall"
+    if clock == "cpu" and threads > 1:
+        raise ValueError(
+            "clock 'cpu' times only the calling thread: use 'wall' or 'auto' with threads > 1"
+        )
+    return clock
 
 
 def time_calls(
@@ -253,6 +263,7 @@ def time_calls(
     max_runs: int | None = None,
     clock: str = "wall",
     before=None,
+    timer=None,
 ) -> list[float]:
     """Times (ms) of timed ``call()``s after ``warmup`` discarded ones.
 
@@ -263,6 +274,7 @@ def time_calls(
     ``clock="cpu"`` times with this thread's CPU clock instead of the wall
     clock: time the thread spent preempted by other processes is not counted
     (with one intra-op thread onnxruntime computes on the calling thread).
+    ``timer`` (nanoseconds, for tests) replaces the clock.
     """
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
@@ -271,7 +283,7 @@ def time_calls(
         call()
     times: list[float] = []
     total = 0.0
-    clock_ns = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
+    clock_ns = timer or (time.perf_counter_ns if clock == "wall" else time.thread_time_ns)
     while len(times) < runs or (total < min_time_ms and len(times) < cap):
         if before is not None:
             before()
@@ -283,67 +295,46 @@ def time_calls(
     return times
 
 
-def measure_model(
-    model: str | bytes | Path,
+@functools.lru_cache(maxsize=1)
+def _kept_flusher(megabytes: float):
+    return cache_flusher(megabytes)  # one buffer per process, not one per call
+
+
+def measure_models(
+    models: Mapping[str, str | bytes | Path],
     *,
     threads: int,
     warmup: int,
     runs: int,
-    min_time_ms: float = 0.0,
-    max_runs: int | None = None,
-    clock: str = "wall",
-    before=None,
-) -> dict:
-    """Statistics (ms) of a model (path or bytes) run through an IO binding; see :func:`time_calls`."""
+    clock: str = "auto",
+    flush_mb: float = FLUSH_MB,
+    min_time_ms: float = MIN_TIME_MS,
+    max_runs: int = MAX_RUNS,
+) -> dict[str, dict]:
+    """Statistics (ms) per model (a path or serialized bytes) under the protocol.
+
+    Each model gets a session (:func:`make_session`) run through an IO binding
+    (:func:`bound_call`), timed by :func:`time_calls` with ``flush_mb`` written
+    before every timed run. The caller pins the process or thread.
+    """
     import numpy as np
 
-    sess = make_session(model, threads)
-    call = bound_call(sess, np.random.default_rng(INPUT_SEED))
-    times = time_calls(
-        call,
-        warmup=warmup,
-        runs=runs,
-        min_time_ms=min_time_ms,
-        max_runs=max_runs,
-        clock=clock,
-        before=before,
-    )
-    return summarize(times)
-
-
-def serve(config: dict, inp, out) -> int:
-    """Measure models sent on ``inp`` until it closes: a measuring worker of ``LocalRunner``.
-
-    ``config`` holds ``threads``, ``warmup``, ``runs``, ``min_time_ms``,
-    ``max_runs``, ``clock``, ``flush_mb`` and ``cpus`` (cores to pin to; empty:
-    none). A request is a JSON line ``{"size": N, "runs": R}`` then N bytes of
-    serialized ONNX; the answer a JSON line of statistics or ``{"error": ...}``.
-    """
-    if config.get("cpus"):
-        pin(config["threads"], config["cpus"])
-    before = cache_flusher(config.get("flush_mb", 0))
-    while True:
-        header = inp.readline()
-        if not header:
-            return 0
-        request = json.loads(header)
-        model = inp.read(request["size"])
-        try:
-            answer = measure_model(
-                model,
-                threads=config["threads"],
-                warmup=config["warmup"],
-                runs=request.get("runs", config["runs"]),
-                min_time_ms=config.get("min_time_ms", 0.0),
-                max_runs=config.get("max_runs"),
-                clock=config.get("clock", "wall"),
-                before=before,
-            )
-        except Exception as e:  # onnxruntime raises its own types
-            first = (str(e).strip().splitlines() or [""])[0]
-            answer = {"error": f"{type(e).__name__}: {first}"}
-        out.write((json.dumps(answer) + "\n").encode())
-        out.flush()
+    resolved = resolve_clock(clock, threads)
+    flush = _kept_flusher(flush_mb)
+    out = {}
+    for name, model in models.items():
+        call = bound_call(make_session(model, threads), np.random.default_rng(INPUT_SEED))
+        times = time_calls(
+            call,
+            warmup=warmup,
+            runs=runs,
+            min_time_ms=min_time_ms,
+            max_runs=max_runs,
+            clock=resolved,
+            before=flush,
+        )
+        out[name] = summarize(times)
+    return out
 
 
 def measure_folder(
@@ -352,6 +343,10 @@ def measure_folder(
     threads: int,
     warmup: int,
     runs: int,
+    clock: str = "auto",
+    flush_mb: float = FLUSH_MB,
+    min_time_ms: float = MIN_TIME_MS,
+    max_runs: int = MAX_RUNS,
     cpus: Sequence[int] | None = None,
     pin_cpus: bool = True,
     names: Sequence[str] | None = None,
@@ -368,8 +363,12 @@ def measure_folder(
         models = sorted(folder.glob("*.onnx"))
     if not models:
         raise ValueError(f"no .onnx files in {folder}")
+    resolved = resolve_clock(clock, threads)
     pinned = pin(threads, cpus) if pin_cpus else []
-    results = {p.stem: measure_one(p, threads=threads, warmup=warmup, runs=runs) for p in models}
+    timing = dict(clock=resolved, flush_mb=flush_mb, min_time_ms=min_time_ms, max_runs=max_runs)
+    results = measure_models(
+        {p.stem: p for p in models}, threads=threads, warmup=warmup, runs=runs, **timing
+    )
     return {
         "format": FORMAT_VERSION,
         "device": device_info(),
@@ -378,32 +377,34 @@ def measure_folder(
             "warmup": warmup,
             "runs": runs,
             "batch": 1,
+            **timing,
+            "io_binding": True,
             "pinned_cpus": pinned,
         },
         "results": results,
     }
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _at_least(low: float, kind: type = int):
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
 
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, nargs="?", help="folder of .onnx models")
-    parser.add_argument("--threads", type=_positive, default=1)
-    parser.add_argument("--warmup", type=_non_negative, default=10)
-    parser.add_argument("--runs", type=_positive, default=50)
+    parser.add_argument("--threads", type=_at_least(1), default=1)
+    parser.add_argument("--warmup", type=_at_least(0), default=10)
+    parser.add_argument("--runs", type=_at_least(1), default=50)
+    parser.add_argument("--clock", choices=CLOCK_CHOICES, default="auto")
+    parser.add_argument("--flush-mb", type=_at_least(0, float), default=FLUSH_MB)
+    parser.add_argument("--min-time-ms", type=_at_least(0, float), default=MIN_TIME_MS)
+    parser.add_argument("--max-runs", type=_at_least(1), default=MAX_RUNS)
     parser.add_argument(
         "--cpus",
         type=lambda s: [int(c) for c in s.split(",")],
@@ -425,18 +426,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("a folder of .onnx models is required (or --info)")
     else:
         try:
+            protocol = ("threads", "warmup", "runs", "clock", "flush_mb", "min_time_ms", "max_runs")
             doc = measure_folder(
                 args.folder,
-                threads=args.threads,
-                warmup=args.warmup,
-                runs=args.runs,
+                **{k: getattr(args, k) for k in protocol},
                 cpus=args.cpus,
                 pin_cpus=not args.no_pin,
                 names=args.names,
             )
         except Exception as e:  # one line for the runner; onnxruntime raises its own types
             first = (str(e).strip().splitlines() or [""])[0]
-            print(f"remote_measure: {type(e).__name__}: {first}", file=sys.stderr)
+            print(f"protocol.py: {type(e).__name__}: {first}", file=sys.stderr)
             return 1
     json.dump(doc, sys.stdout)
     sys.stdout.write("\n")

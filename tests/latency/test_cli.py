@@ -211,10 +211,10 @@ REAL_RES = "32"
 def test_build_predict_measure_validate_on_host(
     capsys, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hwnas.latency import fast
+    from hwnas.latency import commands, space_keys
 
-    few = fast.space_keys("mnasnet", 32)[:12]
-    monkeypatch.setattr(fast, "space_keys", lambda space, res: few)
+    few = space_keys("mnasnet", 32)[:12]
+    monkeypatch.setattr(commands, "space_keys", lambda space, res: few)
     code, out, err = run(
         capsys, "build", "--target", "host", "--space", "mnasnet", "--resolution", REAL_RES
     )

@@ -1,4 +1,13 @@
-"""Shared plumbing of the remote runners: bounded subprocess calls, one-line errors, checks."""
+"""Shared plumbing of the remote runners (ssh, adb): bounded subprocess calls, one-line errors.
+
+Both turn every failure of the link (no such host or device, refused, timed
+out, a remote program that failed) into a one-line :class:`RunnerError`.
+Every step runs ``ssh``/``adb`` as an argument list with a timeout. Both
+tools hand the remote command to the device's shell as one string, so each
+remote word is quoted with :func:`shlex.quote` before it is joined. Models
+travel under neutral names (``m0000.onnx``, ...): block names contain ``|``,
+which no remote path should.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,7 @@ from pathlib import Path
 
 from hwnas.common.errors import HwnasError
 
-from ..runner import RunnerError, Stats
+from .base import RunnerError, Stats
 
 DEFAULT_TIMEOUT_S = 600.0  # one step (upload, a measurement, clean-up); generous for slow boards
 KILL_GRACE_S = 5.0  # after killing a timed-out tool, how long to wait for its pipes to close
@@ -61,15 +70,6 @@ def call(
     )
 
 
-def check_protocol(runs: int, warmup: int, threads: int) -> None:
-    if runs < 1:
-        raise HwnasError(f"runs must be >= 1, got {runs}")
-    if warmup < 0:
-        raise HwnasError(f"warmup must be >= 0, got {warmup}")
-    if threads < 1:
-        raise HwnasError(f"threads must be >= 1, got {threads}")
-
-
 def check_word(what: str, value: str) -> str:
     if not value or value.startswith("-") or any(c.isspace() for c in value):
         raise HwnasError(f"{what} must be a non-empty word not starting with '-', got {value!r}")
@@ -77,10 +77,7 @@ def check_word(what: str, value: str) -> str:
 
 
 def neutral_names(models: Mapping[str, Path]) -> dict[str, str]:
-    """``{remote stem: model name}``; checks that every model file exists."""
-    for name, path in models.items():
-        if not Path(path).is_file():
-            raise HwnasError(f"model {name!r}: no file {path}")
+    """``{remote stem: model name}``."""
     return {f"m{i:04d}": name for i, name in enumerate(models)}
 
 
@@ -89,6 +86,6 @@ def to_stats(raw: object, runs: int, fail: str) -> Stats:
         s = Stats(float(raw["median"]), float(raw["p10"]), float(raw["p90"]), int(raw["n"]))  # type: ignore[index]
     except (TypeError, KeyError, ValueError):
         raise RunnerError(f"{fail}: malformed statistics {raw!r}") from None
-    if s.n != runs:
-        raise RunnerError(f"{fail}: {s.n} timed runs reported, {runs} asked")
+    if s.n < runs:
+        raise RunnerError(f"{fail}: {s.n} timed runs reported, at least {runs} asked")
     return s

@@ -1,0 +1,133 @@
+"""Measuring with any runner: layer keys for a table, whole networks for validation.
+
+:func:`measure_keys` measures every layer key alone plus an empty graph (the
+per-call overhead), subtracts the overhead from each key and returns both: a
+network's prediction is the sum of its layers plus one overhead.
+:func:`measure_arch` measures a whole exported network, no subtraction. Both
+hand ``.onnx`` files to :meth:`Runner.measure`, so every runner measures
+them under its one protocol (:mod:`hwnas.latency.runners`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hwnas.common.errors import HwnasError
+
+from .graphs import check_key, empty_model, key_model
+from .keys import LayerKey
+from .runners import LocalRunner
+from .runners.base import (
+    DEFAULT_RUNS,
+    DEFAULT_THREADS,
+    DEFAULT_WARMUP,
+    Runner,
+    Stats,
+    check_protocol,
+)
+
+if TYPE_CHECKING:
+    from hwnas.space.spec import Arch
+
+KEY_RUNS = 15  # per-key defaults: thousands of keys, each timed >= MIN_TIME_MS anyway
+KEY_WARMUP = 5
+OVERHEAD_RUNS = 200  # the empty graph is ~5 us: many runs cost nothing
+CHUNK = 32  # keys per runner call, between progress reports
+GRAPH_SEED = 0
+
+
+def subtract_overhead(s: Stats, overhead: float) -> Stats:
+    """``s`` less the per-call ``overhead`` (ms), floored at 0.
+
+    >>> subtract_overhead(Stats(0.75, 0.25, 1.0, 15), 0.5)
+    Stats(median=0.25, p10=0.0, p90=0.5, n=15)
+    """
+    return Stats(
+        max(0.0, s.median - overhead), max(0.0, s.p10 - overhead), max(0.0, s.p90 - overhead), s.n
+    )
+
+
+def measure_keys(
+    keys: Sequence[LayerKey],
+    runner: Runner,
+    *,
+    runs: int = KEY_RUNS,
+    warmup: int = KEY_WARMUP,
+    threads: int = DEFAULT_THREADS,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[LayerKey, Stats], float]:
+    """Per-key statistics (ms) with the per-call overhead subtracted (floor 0), and the overhead (ms).
+
+    Every key's layer is built with :func:`~hwnas.latency.graphs.key_model`
+    and measured alone, ``CHUNK`` keys per runner call; the empty graph of
+    the network input's shape gives the overhead of one call.
+    ``progress(done)`` gets the number of keys measured so far. Parallel
+    measurement is :meth:`hwnas.latency.MeasuredTarget.fill` with ``workers``.
+    """
+    check_protocol(runs, warmup, threads)
+    unique = list(dict.fromkeys(keys))
+    for key in unique:
+        check_key(key)
+    if not unique:
+        return {}, 0.0
+    out: dict[LayerKey, Stats] = {}
+    with tempfile.TemporaryDirectory(prefix="hwnas-keys-") as tmp:
+        folder = Path(tmp)
+        empty = folder / "empty.onnx"
+        # the network's input: 3 channels at the largest resolution of the keys
+        empty.write_bytes(empty_model(3, max(k.res for k in unique)).SerializeToString())
+        overhead = runner.measure(
+            {"empty": empty}, runs=max(runs, OVERHEAD_RUNS), warmup=warmup, threads=threads
+        )["empty"].median
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start : start + CHUNK]
+            paths = {}
+            for i, key in enumerate(chunk, start):
+                paths[str(key)] = folder / f"k{i:06d}.onnx"
+                paths[str(key)].write_bytes(key_model(key, GRAPH_SEED).SerializeToString())
+            stats = runner.measure(paths, runs=runs, warmup=warmup, threads=threads)
+            for key in chunk:
+                out[key] = subtract_overhead(stats[str(key)], overhead)
+                paths[str(key)].unlink()
+            if progress is not None:
+                progress(len(out))
+    return out, overhead
+
+
+def measure_arch(
+    arch: Arch,
+    resolution: int = 224,
+    runner: Runner | None = None,
+    *,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    threads: int = DEFAULT_THREADS,
+    num_classes: int = 1000,
+    seed: int = 0,
+) -> Stats:
+    """The whole network end to end (exported with random weights), same protocol, no subtraction.
+
+    ``runner`` defaults to a :class:`~hwnas.latency.runners.LocalRunner`.
+    """
+    import torch
+
+    from hwnas.space import build, export_onnx
+
+    check_protocol(runs, warmup, threads)
+    if resolution < 1:
+        raise HwnasError(f"resolution must be >= 1, got {resolution}")
+    runner = runner if runner is not None else LocalRunner()
+    torch.manual_seed(seed)
+    model = build(arch, num_classes=num_classes)
+    with tempfile.TemporaryDirectory(prefix="hwnas-arch-") as tmp:
+        path = export_onnx(
+            arch,
+            Path(tmp) / "net.onnx",
+            resolution=resolution,
+            num_classes=num_classes,
+            model=model,
+        )
+        return runner.measure({"net": path}, runs=runs, warmup=warmup, threads=threads)["net"]

@@ -1,0 +1,280 @@
+"""``AdbRunner`` against ``fake_adb``, which plays a phone: a file system,
+``getprop``, ``taskset`` and ``onnxruntime_perf_test`` with the real tool's
+options and result-file format.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from fakes import NAMES
+
+from hwnas.latency.runners import AdbRunner, RunnerError, Stats, parse_perf_test_results, protocol
+
+FAKE_ADB = Path(__file__).with_name("fake_adb")
+SERIAL = "R58M41ABCDE"
+# Per-run seconds the fake benchmark reports: three slow cold runs, then steady ones.
+TIMES_S = [0.009, 0.008, 0.007, 0.0020, 0.0022, 0.0019, 0.0023, 0.0021]
+BIG_LITTLE = {
+    **{str(c): 1804800 for c in range(4)},
+    **{str(c): 2419200 for c in (4, 5, 6)},
+    "7": 2841600,
+}
+PIXEL_PROPS = {
+    "ro.product.manufacturer": "Google",
+    "ro.product.model": "Pixel 4",
+    "ro.product.device": "flame",
+    "ro.build.version.release": "13",
+    "ro.build.version.sdk": "33",
+    "ro.product.cpu.abi": "arm64-v8a",
+    "ro.soc.manufacturer": "Qualcomm",
+    "ro.soc.model": "SM8150",
+}
+
+
+class FakeAdb:
+    """Configures ``fake_adb`` and reads what it was asked."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.config: dict = {
+            "devices": {SERIAL: "device"},
+            "props": PIXEL_PROPS,
+            "taskset": True,
+            "times_s": TIMES_S,
+            "installed": [],
+            "cpuinfo": "processor\t: 0\nCPU part\t: 0xd0d\nHardware\t: Qualcomm SM8150\n",
+        }
+        self.tool = home / "onnxruntime_perf_test"  # the host copy that gets pushed
+        self.tool.write_bytes(b"\x7fELF not really\n")
+        self.write(max_freq=BIG_LITTLE)
+
+    def write(self, **changes: object) -> None:
+        self.config.update(changes)
+        (self.home / "config.json").write_text(json.dumps(self.config))
+        cpu = self.home / "fs/sys/devices/system/cpu"
+        shutil.rmtree(cpu, ignore_errors=True)
+        for core, khz in self.config.get("max_freq", {}).items():
+            (cpu / f"cpu{core}/cpufreq").mkdir(parents=True)
+            (cpu / f"cpu{core}/cpufreq/cpuinfo_max_freq").write_text(f"{khz}\n")
+        (self.home / "fs/proc").mkdir(parents=True, exist_ok=True)
+        (self.home / "fs/proc/cpuinfo").write_text(self.config["cpuinfo"])
+
+    def runner(self, **kw: object) -> AdbRunner:
+        return AdbRunner(
+            kw.pop("serial", SERIAL),
+            adb=str(FAKE_ADB),  # type: ignore[arg-type]
+            perf_test=kw.pop("perf_test", str(self.tool)),
+            **kw,
+        )  # type: ignore[arg-type]
+
+    def calls(self) -> list[dict]:
+        path = self.home / "calls.jsonl"
+        return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+
+    def perf_runs(self) -> list[dict]:
+        return [c for c in self.calls() if "perf_test" in c]
+
+    def device_path(self, path: str) -> Path:
+        return self.home / "fs" / path.lstrip("/")
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeAdb:
+    home = tmp_path / "phone"
+    home.mkdir()
+    monkeypatch.setenv("FAKE_ADB_DIR", str(home))
+    return FakeAdb(home)
+
+
+def test_adb_runner_pushes_runs_perf_test_and_drops_warmup(
+    fake: FakeAdb, models: dict[str, Path]
+) -> None:
+    stats = fake.runner().measure(models, runs=5, warmup=3)
+    expected = Stats(**protocol.summarize([t * 1000 for t in TIMES_S[3:8]]))
+    assert stats == {NAMES[0]: expected, NAMES[1]: expected}
+    assert expected.median == pytest.approx(2.1)
+    runs = fake.perf_runs()
+    assert len(runs) == 2
+    for run, stem in zip(runs, ("m0000", "m0001"), strict=True):
+        assert run["taskset"] == "80"  # cpu7, the prime core
+        assert run["perf_test"] == [
+            "/data/local/tmp/hwnas/onnxruntime_perf_test",
+            "-e",
+            "cpu",
+            "-m",
+            "times",
+            "-r",
+            "8",
+            "-x",
+            "1",
+            "-y",
+            "1",
+            "-o",
+            "99",
+            "-I",
+            "-s",
+            f"{stem}.onnx",
+            f"{stem}.csv",
+        ]
+    pushes = [c["argv"] for c in fake.calls() if "push" in c.get("argv", [])]
+    assert len(pushes) == 1 and pushes[0][-1] == "/data/local/tmp/hwnas/"
+    assert all(
+        c["argv"][:2] == ["-s", SERIAL]
+        for c in fake.calls()
+        if "argv" in c and c["argv"] != ["devices"]
+    )
+    assert not fake.device_path("/data/local/tmp/hwnas").exists()  # cleaned up
+
+
+@pytest.mark.parametrize(
+    "threads, cpus, mask", [(2, None, "c0"), (4, None, "f0"), (1, [4], "10"), (2, [0, 1], "3")]
+)
+def test_adb_runner_pins_to_the_fastest_cores(
+    fake: FakeAdb, models: dict[str, Path], threads: int, cpus: list[int] | None, mask: str
+) -> None:
+    fake.runner(cpus=cpus).measure({NAMES[0]: models[NAMES[0]]}, runs=2, warmup=0, threads=threads)
+    [run] = fake.perf_runs()
+    assert run["taskset"] == mask
+    assert run["perf_test"][run["perf_test"].index("-x") + 1] == str(threads)
+
+
+def test_adb_runner_without_taskset_runs_unpinned(fake: FakeAdb, models: dict[str, Path]) -> None:
+    fake.write(taskset=False)
+    stats = fake.runner().measure(models, runs=2, warmup=1)
+    assert [s.n for s in stats.values()] == [2, 2]
+    assert [r["taskset"] for r in fake.perf_runs()] == [None, None]
+
+
+def test_adb_runner_quotes_remote_paths(fake: FakeAdb, models: dict[str, Path]) -> None:
+    stats = fake.runner(remote_dir="/data/local/tmp/hw nas; rm -rf x").measure(
+        models, runs=3, warmup=0
+    )
+    assert [s.n for s in stats.values()] == [3, 3]
+    assert (
+        fake.perf_runs()[0]["perf_test"][0]
+        == "/data/local/tmp/hw nas; rm -rf x/onnxruntime_perf_test"
+    )
+
+
+def test_adb_runner_uses_a_tool_already_on_the_device(
+    fake: FakeAdb, models: dict[str, Path]
+) -> None:
+    fake.write(installed=["onnxruntime_perf_test"])
+    fake.runner(perf_test="onnxruntime_perf_test").measure(models, runs=2, warmup=0)
+    assert [r["perf_test"][0] for r in fake.perf_runs()] == ["onnxruntime_perf_test"] * 2
+    assert not any(
+        "push" in c.get("argv", []) and "onnxruntime_perf_test" in c["argv"][-2]
+        for c in fake.calls()
+    )
+
+
+@pytest.mark.parametrize(
+    "setup, kw, pattern",
+    [
+        (
+            {},
+            {"serial": "NOSUCH1"},
+            rf"^adb device NOSUCH1 not found \(adb devices lists: {SERIAL}\)$",
+        ),
+        ({"devices": {}}, {}, rf"^adb device {SERIAL} not found \(adb devices lists: none\)$"),
+        (
+            {"devices": {SERIAL: "unauthorized"}},
+            {},
+            rf"^adb device {SERIAL} is unauthorized, not ready$",
+        ),
+        (
+            {},
+            {"perf_test": "onnxruntime_perf_test"},
+            rf"^adb device {SERIAL} failed: onnxruntime_perf_test exited 127: "
+            r".*inaccessible or not found$",
+        ),
+        (
+            {"perf_error": "Load model from m0000.onnx failed:Protobuf parsing failed."},
+            {},
+            r"failed: onnxruntime_perf_test exited 1: "
+            r"Load model from m0000.onnx failed:Protobuf parsing failed\.$",
+        ),
+        ({}, {"adb": "/nonexistent/adb"}, r"failed: cannot run /nonexistent/adb"),
+    ],
+)
+def test_adb_failures_are_one_line_runner_errors(
+    fake: FakeAdb, models: dict[str, Path], setup: dict, kw: dict, pattern: str
+) -> None:
+    fake.write(**setup)
+    runner = fake.runner(**{k: v for k, v in kw.items() if k != "adb"})
+    if "adb" in kw:
+        runner.adb = kw["adb"]
+    with pytest.raises(RunnerError, match=pattern) as e:
+        runner.measure(models, runs=2, warmup=0)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.timeout(60)
+def test_adb_hung_device_times_out(fake: FakeAdb, models: dict[str, Path]) -> None:
+    fake.write(hang=True)
+    with pytest.raises(
+        RunnerError, match=rf"^adb device {SERIAL} failed: no answer within 1.5 s \(preparing"
+    ):
+        fake.runner(timeout=1.5).measure(models, runs=2, warmup=0)
+
+
+def test_adb_device_info(fake: FakeAdb) -> None:
+    info = fake.runner(runtime_version="1.18.0").device_info()
+    assert info == {
+        "transport": "adb",
+        "serial": SERIAL,
+        "manufacturer": "Google",
+        "model": "Pixel 4",
+        "device": "flame",
+        "os": "Android 13 (SDK 33)",
+        "abi": "arm64-v8a",
+        "soc": "Qualcomm SM8150",
+        "cpu": "Qualcomm SM8150",
+        "runtime": "onnxruntime (onnxruntime_perf_test)",
+        "runtime_version": "1.18.0",
+    }
+
+
+def test_parse_perf_test_results_reads_the_real_result_file_format() -> None:
+    text = (
+        "hwnas,0.00912,25423872,98,0\nhwnas,0.0021,25423872,98,1\nhwnas,0.0019,25423872,98,2\n\n"
+        "Min Latency: 0.0019 s\nMax Latency: 0.00912 s\n"
+        "P50 Latency: 0.0021 s\nP90 Latency: 0.00912 s\n"
+    )
+    assert parse_perf_test_results(text, warmup=1) == pytest.approx([2.1, 1.9])
+    assert parse_perf_test_results(text, warmup=0) == pytest.approx([9.12, 2.1, 1.9])
+    assert parse_perf_test_results("P50 Latency: 0.0021 s\n", warmup=0) == []
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"serial": "-d"}, "serial must be"),
+        ({"timeout": 0}, "timeout"),
+        ({"remote_dir": "/data/local/tmp"}, "dedicated"),
+        ({"cpus": [-1]}, "cpus"),
+    ],
+)
+def test_adb_runner_validates_arguments(kw: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AdbRunner(**{"serial": SERIAL, **kw})
+
+
+def test_adb_protocol_is_the_tools_own(fake: FakeAdb) -> None:
+    assert fake.runner().protocol(1)["io_binding"] is False
+
+
+def test_measure_validates_protocol_and_models(
+    fake: FakeAdb, models: dict[str, Path], tmp_path: Path
+) -> None:
+    runner = fake.runner()
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        runner.measure(models, runs=0)
+    with pytest.raises(ValueError, match="no file"):
+        runner.measure({"x": tmp_path / "missing.onnx"})
+    assert runner.measure({}) == {}
+    assert fake.calls() == []  # nothing reached the device

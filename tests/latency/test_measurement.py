@@ -1,0 +1,91 @@
+"""``measure_keys`` (overhead subtracted) and ``measure_arch``, with a fake and the local runner."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import OVERHEAD_MS, FakeRunner, fake_ms, sane
+
+from hwnas.latency import measurement
+from hwnas.latency.keys import LayerKey
+from hwnas.latency.measurement import measure_arch, measure_keys, subtract_overhead
+from hwnas.latency.runners import LocalRunner, Stats
+from hwnas.space import Arch, BlockSpec, HeadSpec, StemSpec
+
+KEYS = [
+    LayerKey.parse(t)
+    for t in (
+        "stem_k3_s2_c8_nhs|3x16x16",
+        "ir_k3_s1_m24_c8_se8h_nhs_skip|8x8x8",
+        "ds_k5_s2_c16_se2s_nre_noskip|8x8x8",
+        "head_v3_c32_f48_nhs_cls10|16x4x4",
+    )
+]
+FAST = {"flush_mb": 1.0, "min_time_ms": 0.0}  # tests check wiring, not timing quality
+
+
+def test_subtract_overhead_floors_at_zero() -> None:
+    assert subtract_overhead(Stats(1.0, 0.5, 2.0, 7), 0.75) == Stats(0.25, 0.0, 1.25, 7)
+
+
+def test_measure_keys_subtracts_the_overhead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measurement, "CHUNK", 3)
+    runner = FakeRunner()
+    seen: list[int] = []
+    stats, overhead = measure_keys(
+        [*KEYS, KEYS[0]], runner, runs=4, warmup=2, threads=1, progress=seen.append
+    )
+    assert overhead == OVERHEAD_MS
+    assert list(stats) == KEYS  # de-duplicated, in order
+    assert seen == [3, 4]
+    first = runner.calls[0]
+    assert first["names"] == ["empty"] and first["runs"] == measurement.OVERHEAD_RUNS
+    assert [c["names"] for c in runner.calls[1:]] == [[str(k) for k in KEYS[:3]], [str(KEYS[3])]]
+    assert all(c["runs"] == 4 and c["warmup"] == 2 for c in runner.calls[1:])
+    for key in KEYS:
+        raw = fake_ms(key) + OVERHEAD_MS  # what the fake device reports
+        assert stats[key].median == pytest.approx(raw - OVERHEAD_MS)
+        assert stats[key].p10 == pytest.approx(max(0.0, raw * 0.95 - OVERHEAD_MS))
+        assert stats[key].n == 4
+
+
+def test_measure_keys_empty_and_unbuildable() -> None:
+    assert measure_keys([], FakeRunner()) == ({}, 0.0)
+    with pytest.raises(ValueError, match="cannot build a graph for layer"):
+        measure_keys([LayerKey("block", "mb", 8, 8, 8)], FakeRunner(), runs=1, warmup=0)
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        measure_keys(KEYS, FakeRunner(), runs=0)
+
+
+def test_measure_keys_with_the_local_runner() -> None:
+    """Wiring only: real graphs through onnxruntime, statistics well formed."""
+    seen: list[int] = []
+    stats, overhead = measure_keys(
+        KEYS, LocalRunner(**FAST), runs=3, warmup=1, progress=seen.append
+    )
+    assert list(stats) == KEYS and seen == [4] and overhead >= 0
+    for s in stats.values():
+        sane(s, 3)
+
+
+ARCH = Arch(
+    StemSpec(8, act="hswish"),
+    ((BlockSpec("ir", 3, 2, 16, exp_ratio=3.0, se_ratio=0.25, act="hswish"),),),
+    HeadSpec("v3", 32, 48, act="hswish"),
+)
+
+
+def test_measure_arch_hands_the_whole_network_to_the_runner() -> None:
+    runner = FakeRunner()
+    s = measure_arch(ARCH, resolution=32, runner=runner, runs=3, warmup=1, num_classes=10)
+    assert s == Stats(OVERHEAD_MS, OVERHEAD_MS * 0.95, OVERHEAD_MS * 1.05, 3)  # not a layer key
+    assert runner.calls == [{"names": ["net"], "runs": 3, "warmup": 1, "threads": 1}]
+    with pytest.raises(ValueError, match="resolution must be >= 1"):
+        measure_arch(ARCH, resolution=0)
+
+
+def test_measure_arch_end_to_end_locally() -> None:
+    s = measure_arch(
+        ARCH, resolution=32, runner=LocalRunner(**FAST), runs=3, warmup=1, num_classes=10
+    )
+    sane(s, 3)
+    assert s.median > 0

@@ -1,39 +1,31 @@
 #!/usr/bin/env python3
-"""The measuring protocol, in one file: time ONNX models with onnxruntime.
+"""The measuring protocol, in one file: how hwnas times an ONNX model with onnxruntime.
 
-This is the one home of how hwnas times a model. The ``local`` runner
-imports it; the ``ssh`` runner copies this file to a board and runs it there
-as a program, so it needs only Python 3, numpy and onnxruntime, never
-``hwnas``. The protocol: onnxruntime's CPU execution provider, batch 1, fp32
-inputs of the shape the model declares (free dimensions as 1), ``threads``
-intra-op threads, one inter-op thread, sequential execution, all graph
-optimisations, the process pinned to as many cores as threads, and
+The ``local`` runner imports this module; the ``ssh`` runner copies it to a
+board and runs it there, so it needs only Python 3, numpy and onnxruntime.
+CPU execution provider, batch 1, fp32 inputs of the declared shape (free
+dimensions as 1), ``threads`` intra-op threads, one inter-op thread,
+sequential, all graph optimisations, pinned to as many cores as threads, and:
 
-- runs through an IO binding (inputs copied in once, outputs preallocated),
-  so a run costs what the graph costs inside a network;
-- before every timed run writes ``flush_mb`` of memory, so a layer's weights
-  and input are not left hot in the private caches by its previous run
-  (inside a network the other layers evict them). On the development host
-  (AMD EPYC, 2 MB L2 a core, 32 MB L3) the layer sums of mobilenetv3_large,
-  mnasnet_a1 and mobilenetv2 fell 6-10% below the whole networks with no
-  flush or 8 MB, 3-6% above with 16 MB, within about 3% with 12 MB; 0
-  disables it. The best size depends on the caches: calibrate on a new host;
-- with one thread times the thread's CPU clock (``--clock auto``), which does
-  not count time preempted by other processes, so a busy machine gives the
-  latency of an idle one; with more threads it times the wall clock;
-- ``--warmup`` discarded runs, then at least ``--runs`` timed runs and more
-  until ``--min-time-ms`` of timed runs (at most ``--max-runs``), so fast
-  layers get a stable median.
+- an IO binding (inputs copied in once, outputs preallocated): a run costs
+  what the graph costs inside a network;
+- ``flush_mb`` of memory written before every timed run, so a layer's weights
+  and input are not left hot by its previous run (inside a network the other
+  layers evict them). On the development host (AMD EPYC, 2 MB L2 a core, 32 MB
+  L3) the layer sums of mobilenetv3_large, mnasnet_a1 and mobilenetv2 fell
+  6-10% below the whole networks with no flush or 8 MB, 3-6% above with 16 MB,
+  within about 3% with 12 MB. Calibrate on a new host; 0 disables it;
+- with one thread the thread's CPU clock (``--clock auto``), which does not
+  count time preempted by other processes; with more threads the wall clock;
+- ``--warmup`` discarded runs, then at least ``--runs`` timed runs, more until
+  ``--min-time-ms`` of timed runs (at most ``--max-runs``).
 
-Times are milliseconds::
+As a program (milliseconds; ``--names m0000,m0001`` measures only those,
+``--info`` prints the device only, also as ``python3 - --info < protocol.py``)::
 
     python3 protocol.py --threads 1 --warmup 10 --runs 50 models/
     {"format": 1, "device": {...}, "protocol": {...},
      "results": {"m0000": {"median": 0.41, "p10": 0.40, "p90": 0.45, "n": 50}}}
-
-``--names m0000,m0001`` measures only those models; ``--info`` prints only
-the device description; the program may also be read
-from standard input (``python3 - --info < protocol.py``).
 """
 
 from __future__ import annotations
@@ -267,14 +259,11 @@ def time_calls(
 ) -> list[float]:
     """Times (ms) of timed ``call()``s after ``warmup`` discarded ones.
 
-    At least ``runs`` timed calls, then more until they add up to
-    ``min_time_ms`` (fast models get more samples for a stable median), never
-    more than ``max_runs`` (default ``runs``: exactly ``runs`` calls).
-    ``before()``, when given, runs untimed before every timed call (a cache flush).
-    ``clock="cpu"`` times with this thread's CPU clock instead of the wall
-    clock: time the thread spent preempted by other processes is not counted
-    (with one intra-op thread onnxruntime computes on the calling thread).
-    ``timer`` (nanoseconds, for tests) replaces the clock.
+    At least ``runs`` timed calls, more until they add up to ``min_time_ms``,
+    never more than ``max_runs`` (default ``runs``). ``before()`` runs untimed
+    before every timed call (a cache flush). ``clock="cpu"``: this thread's
+    CPU clock (with one intra-op thread onnxruntime computes on the calling
+    thread). ``timer`` (nanoseconds, for tests) replaces the clock.
     """
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
@@ -405,19 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flush-mb", type=_at_least(0, float), default=FLUSH_MB)
     parser.add_argument("--min-time-ms", type=_at_least(0, float), default=MIN_TIME_MS)
     parser.add_argument("--max-runs", type=_at_least(1), default=MAX_RUNS)
-    parser.add_argument(
-        "--cpus",
-        type=lambda s: [int(c) for c in s.split(",")],
-        default=None,
-        help="comma-separated cores to pin to (default: the fastest ones)",
-    )
+    csv_ints = lambda s: [int(c) for c in s.split(",")]  # noqa: E731
+    parser.add_argument("--cpus", type=csv_ints, help="cores to pin to (default: the fastest)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
-    parser.add_argument(
-        "--names",
-        type=lambda s: s.split(","),
-        default=None,
-        help="comma-separated model stems to measure (default: every .onnx)",
-    )
+    parser.add_argument("--names", type=lambda s: s.split(","), help="model stems (default: all)")
     parser.add_argument("--info", action="store_true", help="print the device description only")
     args = parser.parse_args(argv)
     if args.info:

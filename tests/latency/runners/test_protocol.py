@@ -17,7 +17,6 @@ from hwnas.latency.runners import Stats, protocol
 
 def _sane(s: Stats, runs: int) -> None:
     sane(s, runs)
-    assert s.median > 0
 
 
 class Ticks:

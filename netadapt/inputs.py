@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from hwnas.common.errors import HwnasError
+from hwnas.common.units import shorten
 from hwnas.space.notation import NotationError
 from hwnas.space.spec import Arch
 
@@ -73,16 +74,35 @@ def resolve_input(spec: InputSpec) -> ResolvedInput:
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
-    """Load a state_dict file into ``model`` strictly; one-line ValueError on mismatch."""
+    """Load a state_dict file into ``model`` strictly; one-line HwnasError on any problem.
+
+    Only tensors are read (``weights_only=True``): a file that holds other
+    Python objects is refused, never unpickled. Non-finite weights are refused
+    too: training from them fails later with a misleading message.
+    """
+    import pickle
+
+    if path.stat().st_size == 0:
+        raise HwnasError(f"input.weights: {path} is empty; expected a torch state_dict (.pt)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise HwnasError(f"input.weights: {path} is not a plain state_dict of tensors (it holds "
+                         "other Python objects, which hwnas never loads)") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is one user error
-        raise HwnasError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise HwnasError(f"input.weights: cannot read {path}: {shorten(first, 160)}") from None
     if not isinstance(state, dict):
-        raise HwnasError(f"weights {path}: expected a state_dict, got {type(state).__name__}")
+        raise HwnasError(f"input.weights: {path}: expected a state_dict, got {type(state).__name__}")
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise HwnasError(f"input.weights: {path} has non-finite values (NaN or inf) in "
+                         f"{bad[0]}{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
         detail = lines[1] if len(lines) > 1 else lines[0]
-        raise HwnasError(f"weights {path} do not fit the input network: {detail}") from None
+        raise HwnasError(f"input.weights: {path} does not fit the input network: "
+                         f"{shorten(detail, 160)}") from None

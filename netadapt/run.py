@@ -103,8 +103,11 @@ def prepare(cfg: RefineConfig) -> Prepared:
             f"the smallest reachable is {low_ms:.3f} ms (every {cfg.mode} unit at "
             f"{cfg.channel_step} channels; input {input_ms:.3f} ms)")
     ds = cfg.dataset
-    data = load_dataset(ds.name, resolution=ds.resolution, val_size=ds.val_size,
-                        train_subset=ds.train_subset, seed=cfg.seed)
+    try:
+        data = load_dataset(ds.name, resolution=ds.resolution, val_size=ds.val_size,
+                            train_subset=ds.train_subset, seed=cfg.seed)
+    except HwnasError as e:
+        raise HwnasError(f"dataset: {e}") from None
     model = prepare_model(inp.arch, inp.weights, data.num_classes) if state is None else None
     return Prepared(cfg, out, target, inp, arch, input_ms, goal, low_ms, data, model, state)
 

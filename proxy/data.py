@@ -35,7 +35,8 @@ DEFAULT_SPEC = "fashion-mnist"
 FASHION_MNIST_ALIASES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
 # Where Debian's dataset-fashion-mnist package puts the IDX files.
 FASHION_MNIST_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
-INSTALL_HINT = "install it with `apt-get install dataset-fashion-mnist` or pass --data DIR"
+INSTALL_HINT = ("install it with `apt-get install dataset-fashion-mnist`, or name a folder of "
+                "IDX files or of class sub-folders instead")
 
 # Standard IDX file names (the MNIST/Fashion-MNIST distributions; some copies use
 # "train-images.idx3-ubyte"), optionally gzipped.
@@ -132,7 +133,7 @@ def _load_idx(folder: Path, split: str, name: str) -> _Raw:
     files = _find_idx(folder, split)
     if files is None:
         want = _IDX_FILES[split][0].format("-")
-        hint = INSTALL_HINT if name == DEFAULT_SPEC else "pass --data DIR with IDX or class folders"
+        hint = INSTALL_HINT if name == DEFAULT_SPEC else "name a folder of IDX files or of class sub-folders"
         raise DataError(f"no {split} IDX files ({want}[.gz] and labels) in {folder}; {hint}")
     images, labels = read_idx(files[0]), read_idx(files[1])
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
@@ -170,7 +171,7 @@ def _load_image_folder(folder: Path, resolution: int, classes: tuple[str, ...] |
     dirs = [d for d in _class_dirs(folder) if _images_in(d)]
     if not dirs:
         raise DataError(f"no class sub-folders with images ({', '.join(IMAGE_SUFFIXES[:3])}, ...) "
-                        f"in {folder}; pass --data DIR with IDX files or one folder per class")
+                        f"in {folder}; name a folder of IDX files or with one sub-folder per class")
     names = tuple(d.name for d in dirs) if classes is None else classes
     unknown = [d.name for d in dirs if d.name not in names]
     if unknown:

@@ -34,7 +34,7 @@ from hwnas.space.searchspace import SPACE_NAMES
 
 from .api import DEFAULT_CALIB_IMAGES, DEFAULT_EVAL_IMAGES, load_supernet
 from .store import list_supernets, supernet_folder, supernet_id, train_supernet
-from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_SUBSET, RECIPES, SupernetConfig
+from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_SUBSET, DEFAULT_VAL_SIZE, RECIPES, SupernetConfig
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -54,6 +54,8 @@ def make_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-subset", type=positive_int("training image count"),
                     default=DEFAULT_TRAIN_SUBSET, metavar="N",
                     help=f"training images (default {DEFAULT_TRAIN_SUBSET})")
+    tr.add_argument("--val-size", type=positive_int("held-out image count"), default=DEFAULT_VAL_SIZE,
+                    metavar="N", help=f"held-out images scored by eval (default {DEFAULT_VAL_SIZE})")
     tr.add_argument("--proxy-resolution", type=positive_int("resolution"), default=32, metavar="R",
                     help="image side in pixels (default 32)")
     tr.add_argument("--seed", type=seed, default=0, metavar="S",
@@ -86,7 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace, console: Console) -> None:
     config = SupernetConfig(space=args.space, data=args.data, proxy_resolution=args.proxy_resolution,
                             recipe=args.recipe, seed=args.seed, epochs=args.epochs,
-                            train_subset=args.train_subset)
+                            train_subset=args.train_subset, val_size=args.val_size)
     folder = train_supernet(config, device=args.device, progress=not args.no_progress)
     print(supernet_id(config))
     print(folder)

@@ -14,7 +14,7 @@ Recipes (``SupernetConfig.recipe``):
   the smallest path and ``SANDWICH_RANDOM`` random ones on the largest path's
   soft predictions; the gradients are summed. Cost: four forward/backwards per step.
 
-Both use the proxy's optimiser (SGD, Nesterov, cosine with linear warm-up,
+Both use the proxy's optimiser (SGD, Nesterov, cosine with linear warm-up, gradient-norm clipping,
 label smoothing, weight decay on weights only; ``hwnas.proxy.train``'s
 defaults). Randomness is derived from ``(seed, epoch)``, so an epoch resumed
 from the checkpoint repeats exactly what an uninterrupted run would do.
@@ -56,6 +56,11 @@ SANDWICH_RANDOM = 2
 DEFAULT_EPOCHS = 20
 DEFAULT_TRAIN_SUBSET = 10000  # the search's default proxy subset (hwnas.search.config)
 DEFAULT_VAL_SIZE = 5000  # the search's default held-out split
+# Gradient-norm clipping. Measured here (mobilenetv3 space, 32 px, lr 0.05): without it
+# uniformly sampled paths drove the training loss up, 2.40 -> 2.74 -> 2.68 over the first
+# three epochs (a fixed path fell 2.29 -> 1.24 in 20 steps), because paths with conv ops
+# and no skips pull the shared stem and head hard; clipped at 1.0 the loss fell steadily.
+DEFAULT_CLIP_GRAD = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class SupernetConfig:
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     label_smoothing: float = DEFAULT_LABEL_SMOOTHING
     warmup: float = DEFAULT_WARMUP
+    clip_grad: float = DEFAULT_CLIP_GRAD  # max gradient norm; 0 turns clipping off
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, accepted: str) -> None:
@@ -98,6 +104,7 @@ class SupernetConfig:
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)")
         need(0 <= self.warmup < 1, "warmup", "in [0, 1)")
+        need(self.clip_grad >= 0, "clip_grad", ">= 0")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -193,6 +200,9 @@ class Trainer:
                     student = self.net(xb, arch)
                     kd = F.cross_entropy(student.float(), soft)
                 self.scaler.scale(kd).backward()
+        if self.config.clip_grad > 0:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.config.clip_grad)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()

@@ -1,0 +1,39 @@
+"""Scoring: BN recalibration touches only BN statistics; estimates are fixed and in [0, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from supernet_helpers import tiny_settings
+from torch import nn
+
+from hwnas.supernet import find_or_train
+
+
+def test_recalibration_changes_only_bn_statistics(tiny_space, toy_data: Path, home: Path) -> None:
+    sn = find_or_train(**tiny_settings(toy_data, epochs=1), progress=False)
+    arch = tiny_space.sample_random(np.random.default_rng(3))
+    supernet_before = {k: v.clone() for k, v in sn.net.state_dict().items()}
+    raw = sn.extract(arch).state_dict()
+    recal = sn.recalibrated(arch).state_dict()
+    assert raw.keys() == recal.keys()
+    stats = {k for k in raw if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert stats and all(torch.equal(raw[k], recal[k]) for k in raw if k not in stats)
+    assert any(not torch.equal(raw[k], recal[k]) for k in stats if k.endswith("running_mean"))
+    bn_layers = [m for m in sn.recalibrated(arch).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(m.momentum == 0.1 for m in bn_layers)  # the momentum is put back
+    for k, v in sn.net.state_dict().items():  # the shared weights are untouched
+        assert torch.equal(v, supernet_before[k]), k
+
+
+def test_estimate_is_repeatable_and_uses_fixed_sets(tiny_space, toy_data: Path, home: Path) -> None:
+    sn = find_or_train(**tiny_settings(toy_data, epochs=1), progress=False)
+    rng = np.random.default_rng(0)
+    archs = [tiny_space.sample_random(rng) for _ in range(3)]
+    first = sn.estimate_many(archs)
+    assert all(0.0 <= a <= 1.0 for a in first)
+    assert sn.estimate_many(archs) == first
+    calib, _, val_x, _ = sn._fixed_sets()
+    assert len(calib) == min(sn.calib_images, 256) and len(val_x) == min(sn.eval_images, 96)

@@ -21,6 +21,7 @@ from .config import (
     BACKENDS,
     DEFAULT_TIMEOUT_S,
     DEFAULT_TRIALS,
+    ESTIMATORS,
     PREFILTERS,
     PRUNERS,
     RESUMABLE_FIELDS,
@@ -29,6 +30,7 @@ from .config import (
     SearchConfig,
     parse_config,
 )
+from .estimators import ESTIMATOR_REGISTRY
 from .prefilter import PREFILTER_REGISTRY
 from .rewards import REWARD_REGISTRY
 from .samplers import SAMPLER_REGISTRY, default_sampler
@@ -91,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
            f"(default none). {_choices_help(PREFILTER_REGISTRY, '')}")
     a("--prefilter-keep", type=float, default=None,
       help="prefilter: keep candidates scoring in the top fraction seen so far (default 0.5)")
+    a("--estimator", choices=ESTIMATORS, default=None,
+      help="how a candidate's accuracy is estimated. "
+           + _choices_help(ESTIMATOR_REGISTRY, SearchConfig.model_fields["estimator"].default))
+    a("--supernet", default=None,
+      help="estimator supernet: the cached supernet to use, by id (nas-supernet info lists "
+           "them); default: the one matching --space, --data, --proxy-resolution and --seed, "
+           "trained first if there is none")
+    a("--supernet-epochs", type=int, default=None,
+      help="estimator supernet: epochs of a supernet trained for this run when none is cached "
+           "(default: hwnas.supernet's, 20)")
+    a("--retrain-epochs", type=int, default=None,
+      help="after the search, train the best net from scratch for this many epochs on the whole "
+           "train split and record both accuracies in best.json (default 0: no retraining)")
     a("--workers", type=int, default=None, help="parallel trial processes (local) or concurrent Ray trials")
     a("--backend", choices=BACKENDS, default=None, help="local (default) or ray (a local Ray for the run)")
     a("--ray-address", default=None, help="join an existing Ray cluster (implies --backend ray)")
@@ -110,7 +125,8 @@ _FIELD_TO_FLAG = {"latency": "lat", "timeout_s": "timeout"}
 _FLAG_TO_FIELD = {f: f for f in (
     "space", "data", "trials", "sampler", "reward", "w", "epochs", "proxy_resolution",
     "resolution", "train_subset", "val_size", "lr", "prefilter_keep", "pruner", "prefilter",
-    "workers", "backend", "ray_address", "max_failures", "storage", "out", "seed")}
+    "workers", "backend", "ray_address", "max_failures", "storage", "out", "seed",
+    "estimator", "supernet", "supernet_epochs", "retrain_epochs")}
 # Flags a resumed run may change (its budget and where it runs): config.RESUMABLE_FIELDS.
 RESUMABLE = tuple(_FIELD_TO_FLAG.get(f, f) for f in RESUMABLE_FIELDS)
 
@@ -198,13 +214,18 @@ def main(argv: list[str] | None = None) -> int:
             config = config.model_copy(update={"out": str(default_run_dir(config))})
         where["out"] = config.out
         if args.quiet:
-            run_dir = run_search(config, resume=args.resume)
+            run_dir = run_search(config, resume=args.resume, notify=_notice)
         else:
             run_dir = _run_with_progress(config, args.resume)
         _summary(run_dir)
 
     return run_cli("nas-search", build_parser(), run, argv, on_interrupt=lambda _a: (
         f"interrupted; continue with: nas-search --resume --out {where['out']}"))
+
+
+def _notice(line: str) -> None:
+    """A one-line notice of the run (a warning, the supernet) on stderr."""
+    print(f"nas-search: {line}", file=sys.stderr, flush=True)
 
 
 def _run_with_progress(config: SearchConfig, resume: bool) -> Path:
@@ -218,6 +239,10 @@ def _run_with_progress(config: SearchConfig, resume: bool) -> Path:
                    TextColumn("best reward {task.fields[best]}"), TimeElapsedColumn())
     task = None
 
+    def notice(line: str) -> None:
+        (bar.console.print(f"nas-search: {line}", markup=False, highlight=False)
+         if task is not None else _notice(line))
+
     def progress(done: int, total: int, best: float | None) -> None:
         nonlocal task
         if task is None:
@@ -226,7 +251,7 @@ def _run_with_progress(config: SearchConfig, resume: bool) -> Path:
         bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
 
     try:
-        return run_search(config, resume=resume, progress=progress)
+        return run_search(config, resume=resume, progress=progress, notify=notice)
     finally:
         if task is not None:
             bar.stop()

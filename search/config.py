@@ -17,6 +17,7 @@ from hwnas.common.errors import ConfigError, HwnasError
 from hwnas.common.units import parse_latency
 from hwnas.common.yamlio import load_yaml, validation_message
 
+from .estimators import ESTIMATOR_NAMES, ESTIMATOR_REGISTRY
 from .prefilter import PREFILTER_CHOICES
 from .rewards import REWARD_NAMES, REWARD_REGISTRY
 from .samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLER_NAMES, default_sampler
@@ -30,10 +31,13 @@ REWARDS = REWARD_NAMES
 SAMPLERS = SAMPLER_NAMES
 PRUNERS = PRUNER_NAMES
 PREFILTERS = PREFILTER_CHOICES
+ESTIMATORS = ESTIMATOR_NAMES
 # Where trials run: local processes (run.py) or Ray Tune (ray_backend.py).
 BACKENDS = ("local", "ray")
 # Fields a resumed run may change (its budget and where it runs); the rest is fixed.
-RESUMABLE_FIELDS = ("trials", "timeout_s", "workers", "backend", "ray_address", "max_failures")
+# retrain_epochs acts after the search, so it may change too; estimator and supernet may not.
+RESUMABLE_FIELDS = ("trials", "timeout_s", "workers", "backend", "ray_address", "max_failures",
+                    "retrain_epochs")
 
 # Default budget: "with only --target and --lat, something sensible in about
 # 10 minutes on 2 cores". A default trial trains on DEFAULT_TRAIN_SUBSET images
@@ -78,6 +82,11 @@ class SearchConfig(BaseModel):
     pruner: Literal[PRUNERS] = "median"
     prefilter: Literal[PREFILTERS] = "none"
     prefilter_keep: float = Field(0.5, gt=0, le=1, description="fraction of candidates kept")
+    estimator: Literal[ESTIMATORS] = "train"
+    supernet: str | None = Field(None, description="supernet id (estimator supernet); set on start")
+    supernet_epochs: int | None = Field(None, ge=1, description="epochs of a supernet trained "
+                                        "for the run (None: hwnas.supernet's default)")
+    retrain_epochs: int = Field(0, ge=0, description="train the winner from scratch this long")
     skip_factor: float = Field(DEFAULT_SKIP_FACTOR, gt=1)
     workers: int = Field(1, ge=1)
     backend: Literal[BACKENDS] = "local"
@@ -106,6 +115,9 @@ class SearchConfig(BaseModel):
         if self.multi_objective and self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
             raise HwnasError(f"sampler {self.sampler!r} optimises one objective; reward "
                              f"{self.reward} needs one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+        if self.supernet is not None and not ESTIMATOR_REGISTRY[self.estimator].needs_supernet:
+            raise HwnasError(f"supernet {self.supernet!r} given with estimator {self.estimator!r}; "
+                             "a supernet is used with estimator: supernet")
         if self.ray_address and self.backend != "ray":
             object.__setattr__(self, "backend", "ray")
         return self

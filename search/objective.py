@@ -22,7 +22,6 @@ error; the search goes on.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,16 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from hwnas.common.atomic import atomic_save_state_dict
 from hwnas.latency import load_target
 from hwnas.proxy.data import load_dataset
-from hwnas.proxy.train import TrainConfig, train
+from hwnas.proxy.train import TrainConfig
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
 
 from .config import DEFAULT_TRAIN_SUBSET, SearchConfig
+from .estimators import make_estimator, save_weights
+from .estimators import train_accuracy as train_accuracy  # re-exported: its old home
 from .prefilter import zero_cost_score
-from .results import WEIGHTS_DIR
 from .rewards import make_reward
 
 # Latency, params and MAdds describe the deployed net, as the target's
@@ -52,6 +51,14 @@ DEPLOY_NUM_CLASSES = 1000
 # fewer, the running quantile is noise).
 PREFILTER_WARMUP = 4
 PREFILTER_ATTR = "zero_cost"
+# The prefilter ranks a candidate only against candidates of similar predicted
+# latency: those within this factor of its own (1.25: a 25 % band either way,
+# about one of the ~10 latency steps between the space's fastest and slowest
+# nets on pixel). Zero-cost scores grow with size (NASWOT correlates +0.68 with
+# pixel latency over 80 random nets, SynFlow +0.34; docs/benchmarks.md), so a
+# global cut discards the fast nets the budget asks for; within a band, the
+# score compares nets of one cost.
+PREFILTER_LATENCY_BAND = 1.25
 
 
 @dataclass
@@ -65,12 +72,14 @@ class Components:
     reward: Any
     data: Any = None
     train_config: Any = None
+    estimator: Any = None
 
     @classmethod
     def build(cls, config: SearchConfig, run_dir: Path, with_data: bool = True) -> Components:
         comp = cls(config=config, run_dir=run_dir, space=get_space(config.space),
                    target=load_target(config.target),
-                   reward=make_reward(config.reward, config.latency_ms, w=config.w))
+                   reward=make_reward(config.reward, config.latency_ms, w=config.w),
+                   estimator=make_estimator(config.estimator))
         if with_data:
             comp.load_data()
         return comp
@@ -117,9 +126,18 @@ def _other_trials(trial: Any) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
 
 
-def prefilter_verdict(trial: Any, comp: Components, arch: Arch) -> str | None:
-    """Score ``arch`` at initialisation; a reason to discard it, or None to train it."""
+def prefilter_verdict(trial: Any, comp: Components, arch: Arch,
+                      lat: float | None = None) -> str | None:
+    """Score ``arch`` at initialisation; a reason to discard it, or None to train it.
+
+    The score is ranked against the scores of the other candidates whose
+    predicted latency is within :data:`PREFILTER_LATENCY_BAND` of ``lat``
+    (latency-binned quantiles); with fewer than :data:`PREFILTER_WARMUP` of
+    them the candidate is kept.
+    """
     c = comp.config
+    if lat is None:
+        lat = comp.predict_ms(arch)
     if c.prefilter == "none":
         return None
     score = float(zero_cost_score(arch, comp.data, c.prefilter, seed=c.seed))
@@ -128,15 +146,24 @@ def prefilter_verdict(trial: Any, comp: Components, arch: Arch) -> str | None:
         return None
     trial.set_user_attr(PREFILTER_ATTR, score)
     seen = [float(t.user_attrs[PREFILTER_ATTR]) for t in _other_trials(trial)
-            if PREFILTER_ATTR in t.user_attrs]
+            if PREFILTER_ATTR in t.user_attrs
+            and _similar_latency(t.user_attrs.get("latency_ms"), lat)]
     if len(seen) < PREFILTER_WARMUP:
         return None
     q = 1.0 - c.prefilter_keep
     cut = float(np.quantile(seen, q))
     if score < cut:
         return (f"{c.prefilter} score {score:.4g} below the running {q:.0%} quantile "
-                f"{cut:.4g} of {len(seen)} candidates")
+                f"{cut:.4g} of {len(seen)} candidates within {PREFILTER_LATENCY_BAND:g}x of its "
+                f"predicted {lat:.2f} ms")
     return None
+
+
+def _similar_latency(other_ms: Any, ms: float) -> bool:
+    """``other_ms`` within :data:`PREFILTER_LATENCY_BAND` of ``ms`` (either way)."""
+    if other_ms is None or not ms > 0 or not float(other_ms) > 0:
+        return False
+    return 1.0 / PREFILTER_LATENCY_BAND <= float(other_ms) / ms <= PREFILTER_LATENCY_BAND
 
 
 def _trained_before(trial: Any, arch_str: str) -> optuna.trial.FrozenTrial | None:
@@ -161,7 +188,8 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
 
     Candidates the hard reward skips are scored 0 untrained; one trained
     before in this study gets its accuracy copied; the rest pass the
-    prefilter and are trained (:func:`train_accuracy`).
+    prefilter and are estimated by the run's estimator (``--estimator``: trained, or
+    scored on the supernet).
 
     Raises:
         optuna.TrialPruned: The prefilter discarded the candidate, or ``report``
@@ -178,38 +206,17 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
         trial.set_user_attr("duplicate_of", before.number)
         trial.set_user_attr("accuracy", acc)
         return _score(trial, comp, acc, lat)
-    why = prefilter_verdict(trial, comp, arch)
+    why = prefilter_verdict(trial, comp, arch, lat)
     if why is not None:
         trial.set_user_attr("skipped", why)
         raise optuna.TrialPruned(why)
-    acc = train_accuracy(trial, comp, arch, report)
+    acc = comp.estimator.accuracy(trial, comp, arch, report)
     trial.set_user_attr("accuracy", acc)
     return _score(trial, comp, acc, lat)
 
 
-def train_accuracy(trial: Any, comp: Components, arch: Arch, report: Any = None) -> float:
-    """The proxy accuracy of ``arch``: trained on the proxy task, scored on the
-    held-out split; records epochs and time, and saves the weights.
-
-    Raises:
-        FloatingPointError: The accuracy is not finite (the trial fails).
-    """
-    t0 = time.perf_counter()
-    result = train(arch, comp.data, comp.train_config, report=report)
-    acc = float(result.val_accuracy)
-    if not math.isfinite(acc):
-        raise FloatingPointError(f"validation accuracy is {acc}")
-    trial.set_user_attr("epochs", len(result.val_history))
-    trial.set_user_attr("train_s", time.perf_counter() - t0)
-    _save_weights(comp.run_dir, trial.number, result.model)
-    return acc
-
-
 def _save_weights(run_dir: Path, number: int, model: torch.nn.Module) -> None:
-    d = run_dir / WEIGHTS_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_save_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                           d / f"{number}.pt")
+    save_weights(run_dir, number, model.state_dict())
 
 
 def record_error(trial: Any, e: BaseException) -> None:
@@ -226,12 +233,19 @@ def make_objective(comp: Components):  # noqa: ANN201 - optuna objective
         def report(epoch: int, val_acc: float) -> None:
             if comp.reward.multi_objective:
                 return  # Optuna cannot prune multi-objective studies
-            trial.report(val_acc, epoch)
+            # The pruner compares what the search maximises: the accuracy so far
+            # combined with the known latency through the run's reward, so a fast
+            # net a little below the median accuracy is not stopped when its
+            # reward would win. A pruned trial's last report is its reward for RL.
+            value = float(comp.reward(val_acc, lat))
+            trial.report(value, epoch)
             if epoch + 1 >= comp.config.epochs:
                 return  # the last epoch: this accuracy is the result, not a forecast
             if trial.should_prune():
                 trial.set_user_attr("accuracy", val_acc)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} with accuracy {val_acc:.4f}")
+                trial.set_user_attr("reward", value)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with accuracy {val_acc:.4f} "
+                                         f"(reward {value:.4f})")
 
         try:
             return evaluate_arch(trial, comp, arch, lat, report=report)

@@ -42,9 +42,24 @@ def plot_rewards(trials: pd.DataFrame, ax=None):  # noqa: ANN001, ANN201
 
 
 def plot_accuracy_vs_latency(trials: pd.DataFrame, pareto: pd.DataFrame, references: dict,
-                             target_ms: float | None = None, ax=None):  # noqa: ANN001, ANN201
-    """Validation accuracy vs predicted latency; references as vertical marks."""
+                             target_ms: float | None = None, ax=None,  # noqa: ANN001
+                             family: list[dict] | None = None):  # noqa: ANN201
+    """Validation accuracy vs predicted latency; references as vertical marks.
+
+    ``family``: hand-designed nets scored by the run's estimator
+    (``[{name, width, latency_ms, accuracy}]``, :mod:`hwnas.search.family`),
+    drawn as points on the same axes, one line per network, and left out of the
+    vertical marks.
+    """
     ax = _ax(ax)
+    family = family or []
+    for i, name in enumerate(sorted({f["name"] for f in family})):
+        pts = sorted((f for f in family if f["name"] == name), key=lambda f: f["latency_ms"])
+        widths = ", ".join(format(f["width"], "g") for f in pts)
+        ax.plot([f["latency_ms"] for f in pts], [f["accuracy"] for f in pts], "-s", ms=5,
+                color=f"C{4 + i}", label=f"{name} x{widths} (same estimator)")
+    drawn = {f["name"] for f in family}
+    references = {n: ms for n, ms in (references or {}).items() if n not in drawn}
     done = trials[(trials["state"] == "COMPLETE") & trials["accuracy"].notna()]
     ax.scatter(done["latency_ms"], done["accuracy"], s=14, alpha=0.6, label="trials")
     if len(pareto):
@@ -74,11 +89,12 @@ def _colors(name: str, n: int) -> list:
 
 
 def save_run_plots(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, references: dict,
-                   target_ms: float | None) -> None:
+                   target_ms: float | None, family: list[dict] | None = None) -> None:
     for name, draw in (
         ("reward.png", lambda ax: plot_rewards(trials, ax=ax)),
         ("acc_vs_latency.png",
-         lambda ax: plot_accuracy_vs_latency(trials, pareto, references, target_ms, ax=ax)),
+         lambda ax: plot_accuracy_vs_latency(trials, pareto, references, target_ms, ax=ax,
+                                             family=family)),
     ):
         fig = Figure(figsize=(8, 4))
         FigureCanvasAgg(fig)

@@ -134,7 +134,8 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
         metric, mode = "reward", "max"
     searcher = OptunaSearch(space=define, metric=metric, mode=mode,
                             sampler=make_sampler(config.sampler, seed=seed,
-                                                 multi_objective=config.multi_objective),
+                                                 multi_objective=config.multi_objective,
+                                                 trials=config.trials),
                             study_name=study_name(config, run_dir), storage=storage)
     started_here = not ray.is_initialized()
     if started_here:

@@ -6,7 +6,9 @@ Layout of ``results/<run>/``::
     study.db         Optuna storage (SQLite; optuna-dashboard can open it)
     trials.parquet   one row per trial (also trials.csv)
     best.json        the best trial: arch string, latency, accuracy, reward
-    best.pt          trained weights of the best net (state_dict)
+    best.pt          weights of the best net (state_dict): trained, or inherited from the supernet
+    family.json      MobileNetV3 family scored by the supernet (estimator supernet)
+    retrain.json, retrained.pt  the best net retrained from scratch (--retrain-epochs)
     weights/         weights of the trials on the Pareto front and the best (<number>.pt)
     best.onnx        the best net, exported with those weights
     pareto.csv       accuracy/latency Pareto front of finished trials
@@ -30,8 +32,10 @@ from hwnas.common.atomic import atomic_copy, atomic_write_df, atomic_write_text
 from hwnas.common.errors import HwnasError
 
 from .config import SearchConfig
+from .estimators import WEIGHTS_DIR, Estimator, SupernetEstimator, make_estimator, save_weights
+from .family import ensure_family, load_family
+from .retrain import retrain_record
 
-WEIGHTS_DIR = "weights"
 TRIAL_COLUMNS = [
     "number", "state", "arch", "params", "madds", "latency_ms", "accuracy", "reward",
     "skipped", "error", "zero_cost", "duplicate_of", "epochs", "train_s", "duration_s",
@@ -125,12 +129,35 @@ def write_results(config: SearchConfig, run_dir: Path, study) -> None:  # noqa: 
     keep = {_weights_number(df, n) for n in front["number"]}
     if best is not None:
         keep.add(_weights_number(df, best["number"]))
+    estimator = make_estimator(config.estimator)
+    _materialise_weights(config, run_dir, df, keep, estimator)
+    if best is not None:
         _write_best(config, run_dir, best, _weights_number(df, best["number"]))
-    save_run_plots(run_dir, df, front, config.reference_latency_ms, config.latency_ms)
+    family = ensure_family(config, run_dir, estimator if isinstance(estimator, SupernetEstimator)
+                           and config.supernet else None)
+    save_run_plots(run_dir, df, front, config.reference_latency_ms, config.latency_ms,
+                   family=family)
     running = {int(n) for n in df.loc[df["state"] == "RUNNING", "number"]}
     for f in (run_dir / WEIGHTS_DIR).glob("*.pt"):
         if f.stem.isdigit() and int(f.stem) not in keep | running:
             f.unlink()
+
+
+def _materialise_weights(config: SearchConfig, run_dir: Path, df: pd.DataFrame, keep: set[int],
+                         estimator: Estimator) -> None:
+    """Write the weights of kept trials the estimator did not save while they ran
+    (the supernet's inherited weights: extracted once, for these trials only)."""
+    for n in sorted(keep):
+        if (run_dir / WEIGHTS_DIR / f"{n}.pt").is_file():
+            continue
+        arch = df.loc[df["number"] == n, "arch"]
+        if arch.empty or not isinstance(arch.iloc[0], str):
+            continue
+        from hwnas.space import Arch
+
+        state = estimator.weights(config, Arch.from_str(arch.iloc[0]))
+        if state is not None:
+            save_weights(run_dir, n, state)
 
 
 def _weights_number(df, number) -> int:  # noqa: ANN001
@@ -161,6 +188,10 @@ def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> N
         model.load_state_dict(state)
         export_onnx(arch, run_dir / "best.onnx", resolution=config.resolution, model=model)
         info["num_classes"] = int(num_classes)
+    info.update(estimator=config.estimator, supernet=config.supernet)
+    if config.estimator != "train":
+        info["weights"] = "inherited"  # from the supernet, BN recalibrated
+    info.update(retrain_record(run_dir, info["arch"]))
     atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2) + "\n")
 
 
@@ -198,8 +229,10 @@ class Run:
         from .plots import plot_accuracy_vs_latency
 
         refs = self.config.get("reference_latency_ms", {}) if references else {}
+        family = load_family(self.path) if references else []
         return plot_accuracy_vs_latency(self.trials, self.pareto, refs,
-                                        target_ms=self.config.get("latency_ms"), ax=ax)
+                                        target_ms=self.config.get("latency_ms"), ax=ax,
+                                        family=family)
 
 
 def load_run(path: str | os.PathLike) -> Run:

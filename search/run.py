@@ -32,11 +32,14 @@ from hwnas.common.atomic import atomic_write_text
 from hwnas.common.errors import HwnasError
 from hwnas.latency import SpaceLatency, space_keys
 from hwnas.space.references import REFERENCE_NAMES, reference
+from hwnas.space.visibility import invisible_decisions
 
 from .config import RESUMABLE_FIELDS, SearchConfig, parse_config
+from .estimators import ESTIMATOR_REGISTRY, plan_supernet
 from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
 from .ray_backend import run_ray
 from .results import write_results
+from .retrain import retrain_best
 from .study import (
     FINISHED,
     INTERRUPTED_ATTR,
@@ -58,6 +61,7 @@ __all__ = [
     "FINISHED", "INTERRUPTED_ATTR", "SQLITE_TIMEOUT_S", "RunError", "best_value",
     "default_run_dir", "fastest_latency", "finished_count", "make_pruner", "make_storage",
     "open_study", "prepare", "run_search", "started_count", "storage_url", "study_name",
+    "visibility_warning",
 ]
 
 LOCK_NAME = ".lock"
@@ -154,6 +158,47 @@ def prepare(config: SearchConfig, resume: bool = False,
     return config, run_dir, comp
 
 
+# Proxy resolutions tried, in order, for the one that makes every decision visible.
+VISIBLE_RESOLUTIONS = (32, 48, 64, 96, 128, 160, 192, 224)
+
+
+def visibility_warning(config: SearchConfig) -> str | None:
+    """One line when decisions are invisible at ``config.proxy_resolution``, else None.
+
+    A kernel larger than the feature map it slides on computes what a smaller
+    one does (:func:`hwnas.space.visibility.invisible_decisions`): the search is
+    charged its latency (priced at ``--resolution``) but cannot see its accuracy.
+    """
+    from hwnas.space.searchspace import get_space
+
+    space = get_space(config.space)
+    lines = invisible_decisions(space, config.proxy_resolution)
+    if not lines:
+        return None
+    blocks = ", ".join(line.split(" ", 1)[0].removesuffix("_kernel") for line in lines)
+    fix = next((r for r in VISIBLE_RESOLUTIONS if r > config.proxy_resolution
+                and not invisible_decisions(space, r)), None)
+    hint = f"; --proxy-resolution {fix} makes every decision visible" if fix else ""
+    return (f"at --proxy-resolution {config.proxy_resolution} the kernel choices of blocks "
+            f"{blocks} are invisible (feature map smaller than the kernel's reach: the search "
+            f"pays their latency but cannot see their accuracy){hint}")
+
+
+def _ensure_supernet(config: SearchConfig, comp: Components, resume: bool,
+                     notify: Callable[[str], None]) -> tuple[SearchConfig, object | None]:
+    """Resolve the run's supernet id (estimator supernet); settings to train it, or None."""
+    if not ESTIMATOR_REGISTRY[config.estimator].needs_supernet:
+        return config, None
+    if comp.data is None:
+        comp.load_data()
+    sid, to_train = plan_supernet(config, len(comp.data.train_y))
+    if config.supernet != sid:
+        config = config.model_copy(update={"supernet": sid})
+    if to_train is None and not resume:
+        notify(f"supernet {sid}: cached, no training needed")
+    return config, to_train
+
+
 # ---------------------------------------------------------------- running ---
 def _exit_with_parent(parent: int) -> None:
     """A worker whose parent died (even by kill -9) stops at once."""
@@ -219,15 +264,26 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) ->
 
 
 def run_search(config: SearchConfig, resume: bool = False,
-               progress: Progress | None = None) -> Path:
+               progress: Progress | None = None,
+               notify: Callable[[str], None] | None = None) -> Path:
     """Run (or resume) a search described by ``config``; returns the run folder.
 
+    ``notify(line)`` receives one-line notices once the inputs are checked
+    (the invisible-decision warning, the supernet used or trained); default:
+    the ``hwnas.search`` logger. With ``--estimator supernet`` a supernet is
+    trained first when none is cached (its own progress bar with ``progress``).
     ``progress(done, total, best)`` is called once when the run is set up
-    (inputs checked, folder and study created) and after every trial (best:
-    the best reward, or for ``pareto`` the best accuracy, so far).
+    (inputs checked, folder and study created, supernet ready) and after every
+    trial (best: the best reward, or for ``pareto`` the best accuracy, so far).
     """
+    notify = notify or _log.warning
     local_data = config.backend == "local" or not config.ray_address
     config, run_dir, comp = prepare(config, resume, with_data=local_data)
+    config, supernet_to_train = _ensure_supernet(config, comp, resume, notify)
+    comp.config = config
+    warning = visibility_warning(config)
+    if warning and not resume:
+        notify("warning: " + warning)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK_NAME))
@@ -242,6 +298,8 @@ def run_search(config: SearchConfig, resume: bool = False,
         started = True
         if resume:
             requeue_interrupted(config, run_dir)
+        if supernet_to_train is not None:
+            _train_supernet(supernet_to_train, config.supernet, notify, progress is not None)
         if progress:  # set-up passed: the caller may show its progress from here on
             progress(finished_count(study), config.trials, best_value(study))
         remaining = config.trials - finished_count(study)
@@ -251,6 +309,8 @@ def run_search(config: SearchConfig, resume: bool = False,
             else:
                 _run_local(comp, progress)
         write_results(config, run_dir, open_study(config, run_dir, create=False))
+        if config.retrain_epochs:
+            retrain_best(config, run_dir, notify)
     except KeyboardInterrupt:
         if started:  # keep what finished readable; the run continues with --resume
             write_results(config, run_dir, open_study(config, run_dir, create=False))
@@ -263,6 +323,17 @@ def run_search(config: SearchConfig, resume: bool = False,
     finally:
         lock.release()
     return run_dir
+
+
+def _train_supernet(settings: object, sid: str | None, notify: Callable[[str], None],
+                    bar: bool) -> None:
+    from hwnas.supernet import train_supernet
+
+    t0 = time.monotonic()
+    notify(f"training supernet {sid} ({settings.epochs} epochs; once, then cached "
+           f"under $HWNAS_HOME/supernets) before the search")
+    train_supernet(settings, progress=bar)
+    notify(f"supernet {sid} trained in {time.monotonic() - t0:.0f} s")
 
 
 def _run_local(comp: Components,

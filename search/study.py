@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import TrialState
 
-from .samplers import make_sampler
+from .samplers import INTERRUPTED_ATTR, make_sampler
 
 if TYPE_CHECKING:
     from .config import SearchConfig
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SQLITE_TIMEOUT_S = 60  # several workers write one SQLite file
-INTERRUPTED_ATTR = "interrupted"
 # MedianPruner: a trial may be stopped once 3 others have finished (Optuna's
 # default is 5; a default run has only 16 trials), at any reported epoch.
 MEDIAN_STARTUP_TRIALS = 3
@@ -33,7 +32,8 @@ MEDIAN_STARTUP_TRIALS = 3
 Progress = Callable[[int, int, float | None], None]
 
 # --pruner NAME -> the pruner: stops weak trials early from their per-epoch
-# validation accuracy (single-objective studies only).
+# reward (the accuracy so far combined with the known latency through the run's
+# reward; objective.make_objective reports it); single-objective studies only.
 PRUNER_REGISTRY: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
                                                   n_warmup_steps=0),
@@ -90,7 +90,7 @@ def open_study(config: SearchConfig, run_dir: Path, create: bool,
     """Create (``create``) or load the run's study with a seeded sampler
     (:func:`sampler_seed`) and the configured pruner."""
     sampler = make_sampler(config.sampler, seed=sampler_seed(config, run_dir, create, seed_offset),
-                           multi_objective=config.multi_objective)
+                           multi_objective=config.multi_objective, trials=config.trials)
     directions = ["maximize", "minimize"] if config.multi_objective else ["maximize"]
     return optuna.create_study(study_name=study_name(config, run_dir),
                                storage=make_storage(config, run_dir), sampler=sampler,

@@ -21,10 +21,12 @@ from optuna.samplers import BaseSampler
 from hwnas.common.errors import HwnasError
 
 from ._policy import CategoricalPolicy, RewardBaseline
-from ._rl import BEHAVIOUR_PROBS_ATTR, ReplayState, RLSampler
+from ._rl import BEHAVIOUR_PROBS_ATTR, FAILED_REWARD, INTERRUPTED_ATTR, ReplayState, RLSampler
 
 __all__ = [
     "BEHAVIOUR_PROBS_ATTR",
+    "FAILED_REWARD",
+    "INTERRUPTED_ATTR",
     "MULTI_OBJECTIVE_SAMPLERS",
     "SAMPLER_REGISTRY",
     "SAMPLER_NAMES",
@@ -35,20 +37,50 @@ __all__ = [
     "SamplerKind",
     "default_sampler",
     "make_sampler",
+    "nsga2_population",
 ]
 
-def _tpe(seed: int | None) -> BaseSampler:
+def _tpe(seed: int | None, trials: int | None = None) -> BaseSampler:
     with warnings.catch_warnings():
         # ``group`` is marked experimental in Optuna; we use it deliberately.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 
+def nsga2_population(trials: int | None) -> int:
+    """NSGA-II's population for a budget of ``trials``: ``max(4, min(50, trials // 4))``.
+
+    The first generation is random, so a population as large as the budget (Optuna's
+    default 50 against our 16-60 trials) never breeds: the run is random search.
+    A quarter of the budget gives at least four generations (three of them bred from
+    selected parents) at any budget; 4 is the least that leaves crossover two parents
+    and a choice between them; 50 is Optuna's default and enough diversity for our
+    ~60-decision spaces (Deb et al. 2002 use 100 for 30-variable problems over 250
+    generations). ``None`` (budget unknown): 50.
+
+    >>> nsga2_population(16), nsga2_population(60), nsga2_population(1000), nsga2_population(None)
+    (4, 15, 50, 50)
+    """
+    if trials is None:
+        return NSGA2_MAX_POPULATION
+    return max(NSGA2_MIN_POPULATION, min(NSGA2_MAX_POPULATION, trials // NSGA2_GENERATIONS))
+
+
+NSGA2_MIN_POPULATION = 4
+NSGA2_MAX_POPULATION = 50  # Optuna's default population_size
+NSGA2_GENERATIONS = 4
+
+
+def _nsga2(seed: int | None, trials: int | None = None) -> BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
+
+
 @dataclass(frozen=True)
 class SamplerKind:
-    """A registered sampler: ``make(seed)``, and whether it can rank several objectives."""
+    """A registered sampler: ``make(seed, trials)`` (trials: the run's budget, or None),
+    and whether it can rank several objectives."""
 
-    make: Callable[[int | None], BaseSampler]
+    make: Callable[..., BaseSampler]
     multi_objective: bool
     help: str
 
@@ -58,11 +90,11 @@ class SamplerKind:
 # config, the CLI choices and the docs read this table.
 SAMPLER_REGISTRY: dict[str, SamplerKind] = {
     "tpe": SamplerKind(_tpe, True, "multivariate, grouped TPE (handles conditional spaces)"),
-    "nsga2": SamplerKind(lambda seed: optuna.samplers.NSGAIISampler(seed=seed), True,
-                         "NSGA-II, a genetic algorithm for Pareto fronts"),
-    "random": SamplerKind(lambda seed: optuna.samplers.RandomSampler(seed=seed), True,
+    "nsga2": SamplerKind(_nsga2, True, "NSGA-II, a genetic algorithm for Pareto fronts "
+                         "(population: a quarter of --trials, 4 to 50)"),
+    "random": SamplerKind(lambda seed, trials=None: optuna.samplers.RandomSampler(seed=seed), True,
                           "uniform random architectures"),
-    "rl": SamplerKind(lambda seed: RLSampler(seed=seed), False,
+    "rl": SamplerKind(lambda seed, trials=None: RLSampler(seed=seed), False,
                       "MnasNet's policy-gradient controller (one objective)"),
 }
 SAMPLER_NAMES = tuple(SAMPLER_REGISTRY)
@@ -76,7 +108,8 @@ def default_sampler(multi_objective: bool) -> str:
 
 
 def make_sampler(
-    name: str | None = "tpe", seed: int | None = None, multi_objective: bool = False
+    name: str | None = "tpe", seed: int | None = None, multi_objective: bool = False,
+    trials: int | None = None,
 ) -> BaseSampler:
     """A seeded sampler by name.
 
@@ -86,6 +119,7 @@ def make_sampler(
             or ``rl`` (:class:`RLSampler`). ``None``: :func:`default_sampler`.
         seed: Seed of the sampler's random numbers.
         multi_objective: The study has several objectives (``rl`` cannot serve it).
+        trials: The run's trial budget (sizes NSGA-II's population, :func:`nsga2_population`).
 
     Raises:
         HwnasError: Unknown ``name``, or ``rl`` asked for a multi-objective study.
@@ -97,4 +131,4 @@ def make_sampler(
     if multi_objective and not SAMPLER_REGISTRY[name].multi_objective:
         raise HwnasError(f"sampler {name!r} optimises a single objective; for a "
                          f"multi-objective search use one of: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
-    return SAMPLER_REGISTRY[name].make(seed)
+    return SAMPLER_REGISTRY[name].make(seed, trials=trials)

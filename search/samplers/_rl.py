@@ -48,6 +48,12 @@ DEFAULT_CLIP_RATIO = 0.2
 # System attribute under which a trial keeps the probabilities its decisions were
 # sampled with (PPO's pi_old), so every replay sees the same ratios.
 BEHAVIOUR_PROBS_ATTR = "hwnas.rl.behaviour_probs"
+# What a failed trial (an exception, a non-finite loss) teaches the controller: the
+# reward's floor for an untrained net (accuracy 0 gives 0 under the soft and hard
+# rewards; the hard reward scores far-over-budget nets 0 too). Interrupted trials
+# (user attr INTERRUPTED_ATTR, re-queued on resume) teach nothing.
+FAILED_REWARD = 0.0
+INTERRUPTED_ATTR = "interrupted"
 # Open trials whose policy snapshot is kept; older ones (asked, never told) are
 # dropped and fall back to the latest policy.
 _MAX_OPEN_TRIALS = 1024
@@ -98,8 +104,11 @@ class RLSampler(BaseSampler):
         ppo_window: Number of most recent trials each update re-applies (PPO's
             epochs over recent samples); more than 1 needs ``clip_ratio`` and
             multiplies the effective step, so lower ``learning_rate`` with it.
-        penalty_value: Objective value given to pruned and failed trials; ``None``
-            (default) leaves them out of the update.
+        penalty_value: Objective value given to pruned and failed trials instead of
+            the defaults; ``None`` (default): a pruned trial gives its last
+            intermediate value (the reward so far, which the search reports each
+            epoch; one pruned without any report, as by the prefilter, is left
+            out) and a failed one :data:`FAILED_REWARD`.
     """
 
     def __init__(
@@ -144,20 +153,27 @@ class RLSampler(BaseSampler):
 
     # ------------------------------------------------------------ replay ---
     def _replayed_states(self) -> tuple[TrialState, ...]:
-        if self._penalty_value is None:
-            return (TrialState.COMPLETE,)
         return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
     def _reward(self, trial: FrozenTrial, direction: StudyDirection) -> float | None:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(INTERRUPTED_ATTR):
+            return None  # re-queued: it will be run again
         if trial.state == TrialState.COMPLETE and trial.values is not None:
             value = trial.values[0]
             if not math.isfinite(value):
-                value = self._penalty_value
-        else:
+                value = self._failed_value()
+        elif self._penalty_value is not None:
             value = self._penalty_value
+        elif trial.state == TrialState.PRUNED:
+            value = _last_intermediate(trial)
+        else:
+            value = self._failed_value()
         if value is None:
             return None
         return -value if direction == StudyDirection.MINIMIZE else value
+
+    def _failed_value(self) -> float:
+        return FAILED_REWARD if self._penalty_value is None else self._penalty_value
 
     def fresh_state(self) -> ReplayState:
         """The state before any trial: uniform policy, no baseline."""
@@ -274,6 +290,14 @@ def _whole_study(study: Study) -> Study:
     Hyperband; the controller learns from every trial's final reward instead.
     """
     return getattr(study, "_study", study)
+
+
+def _last_intermediate(trial: FrozenTrial) -> float | None:
+    """The value a pruned trial reported last (None if it reported none or a non-finite one)."""
+    if not trial.intermediate_values:
+        return None
+    value = trial.intermediate_values[max(trial.intermediate_values)]
+    return float(value) if math.isfinite(value) else None
 
 
 def _decisions(trial: FrozenTrial) -> dict[str, Pick]:

@@ -211,7 +211,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path: Path, monk
         return 0.3 + 0.1 * i
 
     train = fake_train(acc_of)
-    monkeypatch.setattr("hwnas.search.objective.train", train)
+    monkeypatch.setattr("hwnas.search.estimators.train", train)
     run_dir = run_search(tiny_config(tmp_path / "run", trials=4, sampler="random"))
     df = load_run(run_dir).trials
     assert list(df["state"]) == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
@@ -232,7 +232,7 @@ def test_nan_loss_of_the_real_trainer_fails_the_trial(tmp_path: Path) -> None:
 # ----------------------------------------------------------- other modes ---
 def test_pareto_keeps_the_front_and_best_is_within_budget(tmp_path: Path, monkeypatch) -> None:
     train = fake_train(lambda arch, i: [0.5, 0.7, 0.6, 0.8, 0.4][i])
-    monkeypatch.setattr("hwnas.search.objective.train", train)
+    monkeypatch.setattr("hwnas.search.estimators.train", train)
     run_dir = run_search(tiny_config(tmp_path / "run", trials=5, reward="pareto",
                                      latency="45ms"))
     run = load_run(run_dir)
@@ -253,7 +253,7 @@ def test_pareto_keeps_the_front_and_best_is_within_budget(tmp_path: Path, monkey
 
 def test_hard_reward_skips_far_over_budget_nets(tmp_path: Path, monkeypatch) -> None:
     train = fake_train()
-    monkeypatch.setattr("hwnas.search.objective.train", train)
+    monkeypatch.setattr("hwnas.search.estimators.train", train)
     run_dir = run_search(tiny_config(tmp_path / "run", trials=4, reward="hard", latency="20ms",
                                      sampler="random"))
     df = load_run(run_dir).trials
@@ -272,7 +272,7 @@ def _in_memory(tmp_path: Path, **kw) -> tuple[Components, optuna.Study]:
 
 def test_an_architecture_is_never_trained_twice(tmp_path: Path, monkeypatch) -> None:
     train = fake_train(lambda arch, i: 0.42)
-    monkeypatch.setattr("hwnas.search.objective.train", train)
+    monkeypatch.setattr("hwnas.search.estimators.train", train)
     comp, study = _in_memory(tmp_path)
     params = comp.space.sample_params(np.random.default_rng(1))
     study.enqueue_trial(params)
@@ -289,7 +289,7 @@ def test_prefilter_discards_below_the_running_quantile(tmp_path: Path, monkeypat
     monkeypatch.setattr("hwnas.search.objective.zero_cost_score",
                         lambda arch, data, method, seed=0: next(scores))
     train = fake_train()
-    monkeypatch.setattr("hwnas.search.objective.train", train)
+    monkeypatch.setattr("hwnas.search.estimators.train", train)
     comp, study = _in_memory(tmp_path, prefilter="naswot", prefilter_keep=0.5)
     study.optimize(make_objective(comp), n_trials=8)
     states = [t.state.name for t in study.trials]
@@ -328,7 +328,7 @@ def test_default_subset_falls_back_to_all_of_a_small_data_set(tmp_path: Path) ->
 
 
 def test_a_moved_run_folder_resumes(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("hwnas.search.objective.train", fake_train())
+    monkeypatch.setattr("hwnas.search.estimators.train", fake_train())
     first = run_search(tiny_config(tmp_path / "run", trials=1, sampler="random"))
     moved = tmp_path / "elsewhere" / "renamed"
     moved.parent.mkdir()

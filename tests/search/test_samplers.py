@@ -16,6 +16,8 @@ from hwnas.common.errors import HwnasError
 from hwnas.search.config import SearchConfig, parse_config
 from hwnas.search.samplers import (
     BEHAVIOUR_PROBS_ATTR,
+    FAILED_REWARD,
+    INTERRUPTED_ATTR,
     MULTI_OBJECTIVE_SAMPLERS,
     SAMPLER_NAMES,
     SAMPLER_REGISTRY,
@@ -23,6 +25,7 @@ from hwnas.search.samplers import (
     RewardBaseline,
     RLSampler,
     make_sampler,
+    nsga2_population,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -337,14 +340,57 @@ def _trial(number: int, choice: str, state: TrialState, value: float | None = No
     return trial
 
 
-def test_pruned_and_failed_trials() -> None:
-    history = [_trial(i, "a", TrialState.COMPLETE, 1.0) for i in range(3)]
-    history += [_trial(3, "b", TrialState.PRUNED), _trial(4, "c", TrialState.FAIL)]
-    ignored = RLSampler().replay(history, StudyDirection.MAXIMIZE)
-    assert ignored.policy.as_dict() == RLSampler().replay(history[:3], "maximize").policy.as_dict()
+def _pruned(number: int, choice: str, reported: list[float]):  # noqa: ANN202
+    trial = _trial(number, choice, TrialState.PRUNED)
+    trial.intermediate_values = dict(enumerate(reported))
+    return trial
+
+
+def test_pruned_trials_give_their_last_reward_and_failed_ones_the_floor() -> None:
+    history = [_trial(i, "a", TrialState.COMPLETE, 0.5) for i in range(3)]
+    # b was pruned after reporting 0.2 then 0.9: it is learnt from with 0.9 (the last),
+    # above the baseline; c failed: FAILED_REWARD, below it.
+    history += [_pruned(3, "b", [0.2, 0.9]), _trial(4, "c", TrialState.FAIL)]
+    logits = RLSampler().replay(history, StudyDirection.MAXIMIZE).policy.logits("k", TOY_CHOICES)
+    assert logits[1] > 0 > logits[2]
+    assert FAILED_REWARD < 0.5
+    # A pruned trial that reported nothing (the prefilter) and an interrupted one teach nothing.
+    silent = _trial(3, "b", TrialState.PRUNED)
+    interrupted = _trial(4, "c", TrialState.FAIL)
+    interrupted.user_attrs = {INTERRUPTED_ATTR: True}
+    quiet = RLSampler().replay([*history[:3], silent, interrupted], StudyDirection.MAXIMIZE)
+    assert quiet.policy.as_dict() == RLSampler().replay(history[:3], "maximize").policy.as_dict()
     penalised = RLSampler(penalty_value=-10.0).replay(history, StudyDirection.MAXIMIZE)
     logits = penalised.policy.logits("k", TOY_CHOICES)
     assert logits[1] < 0 and logits[2] < 0 and logits[0] > 0 and logits[3] > 0
+
+
+def test_rl_learns_from_pruned_trials_of_a_study() -> None:
+    """In a real study with a pruner, RL's replay includes the pruned trials."""
+    study = optuna.create_study(direction="maximize", sampler=RLSampler(seed=0),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+
+    def objective(trial: optuna.Trial) -> float:
+        v = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.9}[trial.suggest_categorical("k", TOY_CHOICES)]
+        trial.report(v, 0)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        return v
+
+    study.optimize(objective, n_trials=20)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned
+    replayed = RLSampler().replay(study.trials, StudyDirection.MAXIMIZE)
+    assert set(replayed.numbers) == {t.number for t in study.trials}
+    complete_only = RLSampler().replay(
+        study.get_trials(states=(TrialState.COMPLETE,)), StudyDirection.MAXIMIZE)
+    assert replayed.policy.as_dict() != complete_only.policy.as_dict()
+
+
+def test_nsga2_population_scales_with_the_budget() -> None:
+    assert [nsga2_population(n) for n in (1, 16, 60, 200, 10_000)] == [4, 4, 15, 50, 50]
+    sampler = make_sampler("nsga2", seed=0, multi_objective=True, trials=60)
+    assert sampler._population_size == 15
 
 
 @pytest.mark.parametrize("kwargs", [

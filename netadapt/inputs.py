@@ -104,5 +104,6 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
         detail = lines[1] if len(lines) > 1 else lines[0]
-        raise HwnasError(f"input.weights: {path} does not fit the input network: "
-                         f"{shorten(detail, 160)}") from None
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        raise HwnasError(f"input.weights: weights {path} do not fit the input network: "
+                         f"{detail}") from None

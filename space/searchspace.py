@@ -54,7 +54,7 @@ __all__ = [
     "nearest_expansion",
 ]
 
-SPACE_NAMES: tuple[str, ...] = ("mobilenetv3", "mnasnet")
+SPACE_NAMES: tuple[str, ...] = tuple(SKELETONS)  # the registry: add a skeleton there
 
 OPS = ("conv", "ds", *(f"ir{e}" for e in IR_EXPANSIONS))
 KERNEL_CHOICES = (3, 5, 7)  # MnasNet Sec. 4.1: 3x3, 5x5 (7x7 as ProxylessNAS / FBNet)

@@ -29,7 +29,7 @@ from .registry import describe_targets, load_target, target_for_build
 from .runners import RUNNER_OPTIONS, runner_settings
 from .space_latency import space_keys
 from .target import Target
-from .validation import record_validation, validate, write_validation
+from .validation import measure_network, record_validation, validate, write_validation
 
 
 # ----------------------------------------------------------------- helpers ---
@@ -135,6 +135,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> None:
             args.seed,
             args.resolution,
             progress=lambda k: bar.advance(task, k),
+            flushed=getattr(args, "flushed", False),
         )
     out = args.out or target.table.path / "validation"
     csv, png = write_validation(result, out, f"{target.name}: {space.name} @ {args.resolution}px")
@@ -151,11 +152,19 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> None:
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    console.print(
-        f"{target.name}: {args.n} random {space.name} networks @ {args.resolution}px: "
-        f"MAPE {result.mape:.2%}, max error {result.max_error:.2%}, Spearman "
-        f"{result.spearman:.3f}\n  {csv}\n  {png}",
-        highlight=False,
+    lines = [
+        f"{target.name}: {args.n} random {space.name} networks @ {args.resolution}px"
+        f" vs standard measurement (warm session.run): {_fmt_fidelity(result.stats)}"
+    ]
+    if result.flushed is not None:
+        lines.append(f"  vs cache-flushed measurement: {_fmt_fidelity(result.flushed)}")
+    console.print("\n".join([*lines, f"  {csv}", f"  {png}"]), highlight=False)
+
+
+def _fmt_fidelity(s: dict) -> str:
+    return (
+        f"{s['within']:.0%} within ±10%, MAPE {s['mape']:.2%}, max error {s['max_error']:.2%}, "
+        f"bias {s['bias']:+.2%}, Spearman {s['spearman']:.3f}"
     )
 
 
@@ -210,22 +219,29 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
 def _cmd_measure(args: argparse.Namespace, console: Console) -> None:
     arch = resolve_arch(args.arch, args.width)
     target = _measured(args.target)
-    s = target.measure(arch, args.resolution)
-    info = {
+    s = measure_network(target, arch, args.resolution, "standard")
+    info: dict[str, Any] = {
         "target": target.name,
         "arch": arch.to_str(),
         "name": arch.name,
         "resolution": args.resolution,
+        "protocol": "standard",
         **s.to_dict(),
     }
+    f = None
+    if getattr(args, "flushed", False):
+        f = measure_network(target, arch, args.resolution, "flushed")
+        info["flushed"] = f.to_dict()
     if args.json:
         sys.stdout.write(json.dumps(info) + "\n")
         return
-    console.print(
+    line = (
         f"{arch.name or 'architecture'} on {target.name} @ {args.resolution}px: median "
-        f"{s.median:.2f} ms (p10 {s.p10:.2f}, p90 {s.p90:.2f}, {s.n} runs)",
-        highlight=False,
+        f"{s.median:.2f} ms (p10 {s.p10:.2f}, p90 {s.p90:.2f}, {s.n} runs; warm session.run)"
     )
+    if f is not None:
+        line += f"\n  cache-flushed: median {f.median:.2f} ms (p10 {f.p10:.2f}, p90 {f.p90:.2f})"
+    console.print(line, highlight=False)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], None]] = {

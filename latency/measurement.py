@@ -6,20 +6,34 @@ network's prediction is the sum of its layers plus one overhead.
 :func:`measure_arch` measures a whole exported network, no subtraction. Both
 hand ``.onnx`` files to :meth:`Runner.measure`, so every runner measures
 them under its one protocol (:mod:`hwnas.latency.runners`).
+
+Whole networks can be timed two ways (``protocol=``):
+
+- ``standard`` (:data:`STANDARD`): what a user measures, as
+  ``onnxruntime_perf_test`` and TFLite's ``benchmark_model`` do: one session,
+  warm, repeated ``session.run`` on fixed inputs, nothing between runs;
+  median with p10/p90 (:func:`time_session_runs`). On this machine (the local
+  runner) hwnas runs that loop itself; other runners already time the
+  runtime's own loop on their device, so they are asked as usual.
+- ``flushed`` (:data:`FLUSHED`): the runner's layer protocol (for the local
+  runner: IO binding and a cache flush before every run), the way the table's
+  layers were measured.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hwnas.common.errors import HwnasError
 
 from .graphs import check_key, empty_model, key_model
 from .keys import LayerKey
 from .runners import LocalRunner
+from .runners import protocol as ort_protocol
 from .runners.base import (
     DEFAULT_RUNS,
     DEFAULT_THREADS,
@@ -37,6 +51,9 @@ KEY_WARMUP = 5
 OVERHEAD_RUNS = 200  # the empty graph is ~5 us: many runs cost nothing
 CHUNK = 32  # keys per runner call, between progress reports
 GRAPH_SEED = 0
+STANDARD = "standard"  # warm, repeated session.run: what a user measures
+FLUSHED = "flushed"  # the runner's layer protocol (cache flush before every run)
+ARCH_PROTOCOLS = (STANDARD, FLUSHED)
 
 
 def subtract_overhead(s: Stats, overhead: float) -> Stats:
@@ -107,10 +124,14 @@ def measure_arch(
     threads: int = DEFAULT_THREADS,
     num_classes: int = 1000,
     seed: int = 0,
+    protocol: str = FLUSHED,
 ) -> Stats:
-    """The whole network end to end (exported with random weights), same protocol, no subtraction.
+    """The whole network end to end (exported with random weights), no subtraction.
 
     ``runner`` defaults to a :class:`~hwnas.latency.runners.LocalRunner`.
+    ``protocol``: ``flushed`` (default: the runner's own protocol, as the
+    layers were measured) or ``standard`` (warm repeated ``session.run``,
+    see the module docstring).
     """
     import torch
 
@@ -119,6 +140,8 @@ def measure_arch(
     check_protocol(runs, warmup, threads)
     if resolution < 1:
         raise HwnasError(f"resolution must be >= 1, got {resolution}")
+    if protocol not in ARCH_PROTOCOLS:
+        raise HwnasError(f"protocol must be one of {', '.join(ARCH_PROTOCOLS)}, got {protocol!r}")
     runner = runner if runner is not None else LocalRunner()
     torch.manual_seed(seed)
     model = build(arch, num_classes=num_classes)
@@ -130,4 +153,62 @@ def measure_arch(
             num_classes=num_classes,
             model=model,
         )
+        if protocol == STANDARD and isinstance(runner, LocalRunner):
+            cpus = runner.worker_cpus(1, threads)[0]
+            return measure_standard(path, runs=runs, warmup=warmup, threads=threads, cpus=cpus)
         return runner.measure({"net": path}, runs=runs, warmup=warmup, threads=threads)["net"]
+
+
+def time_session_runs(
+    sess: Any, feeds: dict, *, runs: int, warmup: int, clock: str = "wall", timer: Any = None
+) -> list[float]:
+    """Milliseconds of ``runs`` timed ``sess.run(None, feeds)`` after ``warmup`` untimed ones.
+
+    The runtime's own loop, as ``onnxruntime_perf_test`` runs it: one session,
+    the same inputs every time, nothing in between (no flush, no binding).
+    ``clock``: ``wall`` or ``cpu`` (this thread's CPU clock: with one
+    intra-op thread onnxruntime computes on the calling thread, and time the
+    OS gives to other processes is not counted). ``timer`` (ns) is for tests.
+    """
+    return ort_protocol.time_calls(
+        lambda: sess.run(None, feeds), warmup=warmup, runs=runs, clock=clock, timer=timer
+    )
+
+
+def measure_standard(
+    model: Path | bytes,
+    *,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    threads: int = DEFAULT_THREADS,
+    cpus: Sequence[int] = (),
+) -> Stats:
+    """One ONNX model under the standard protocol on this machine (onnxruntime CPU).
+
+    Same session options as the table (:func:`~hwnas.latency.runners.protocol.make_session`),
+    inputs drawn once, the thread pinned to ``cpus`` for the call, the
+    clock of :func:`~hwnas.latency.runners.protocol.resolve_clock` (``cpu``
+    with one thread, else wall), median with p10/p90.
+    """
+    import numpy as np
+
+    check_protocol(runs, warmup, threads)
+    clock = ort_protocol.resolve_clock("auto", threads)
+    sess = ort_protocol.make_session(model, threads)
+    rng = np.random.default_rng(ort_protocol.INPUT_SEED)
+    feeds = {
+        i.name: rng.standard_normal(
+            [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+        ).astype(np.float32)
+        for i in sess.get_inputs()
+    }
+    before = os.sched_getaffinity(0) if cpus and hasattr(os, "sched_setaffinity") else None
+    if before is not None:
+        os.sched_setaffinity(0, list(cpus))
+    try:
+        times = time_session_runs(sess, feeds, runs=runs, warmup=warmup, clock=clock)
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
+    raw = ort_protocol.summarize(times)
+    return Stats(raw["median"], raw["p10"], raw["p90"], raw["n"])

@@ -88,3 +88,29 @@ def test_measure_arch_end_to_end_locally() -> None:
         ARCH, resolution=32, runner=LocalRunner(**FAST), runs=3, warmup=1, num_classes=10
     )
     sane(s, 3)
+
+
+# --- the standard protocol (warm, repeated session.run) ------------------------
+def test_time_session_runs_is_the_runtimes_own_loop() -> None:
+    calls: list[dict] = []
+
+    class Sess:
+        def run(self, outputs, feeds):
+            calls.append(feeds)
+
+    ticks = iter(range(0, 10**9, 1_000_000))  # every clock read advances 1 ms
+    times = measurement.time_session_runs(
+        Sess(), {"x": 1}, runs=4, warmup=2, timer=lambda: next(ticks)
+    )
+    assert times == [1.0, 1.0, 1.0, 1.0]
+    assert len(calls) == 6 and all(c == {"x": 1} for c in calls)  # same inputs, nothing between
+
+
+def test_measure_arch_standard_locally_and_through_other_runners() -> None:
+    s = measure_arch(ARCH, resolution=32, runs=5, warmup=1, num_classes=10, protocol="standard")
+    assert s.n == 5 and 0 < s.p10 <= s.median <= s.p90
+    runner = FakeRunner()  # not local: the runner times the runtime's own loop on its device
+    s = measure_arch(ARCH, 32, runner, runs=3, warmup=1, num_classes=10, protocol="standard")
+    assert s.median == OVERHEAD_MS and len(runner.calls) == 1
+    with pytest.raises(ValueError, match="protocol must be one of standard, flushed"):
+        measure_arch(ARCH, 32, runner, protocol="cold")

@@ -49,3 +49,51 @@ def test_validate_refuses_bad_input(tmp_path: Path) -> None:
         validate(load_pixel_target("pixel"), "mnasnet", n=3)
     with pytest.raises(ValueError, match="at least 2 networks"):
         validate(_target(tmp_path), "mnasnet", n=1)
+
+
+# --- the statistics, on synthetic data with known answers ----------------------
+def test_fidelity_known_answers() -> None:
+    from hwnas.latency.validation import fidelity
+
+    measured = [10.0, 20.0, 30.0, 40.0, 50.0]
+    predicted = [10.0, 22.0, 27.0, 48.0, 50.0]  # errors 0, +10%, -10%, +20%, 0
+    r = fidelity(predicted, measured)
+    assert r["n"] == 5
+    assert r["within"] == pytest.approx(0.8)  # the band is inclusive: +-10% are inside
+    assert r["mape"] == pytest.approx((0 + 0.1 + 0.1 + 0.2 + 0) / 5)
+    assert r["max_error"] == pytest.approx(0.2)
+    assert r["bias"] == pytest.approx((0.1 - 0.1 + 0.2) / 5)
+    assert r["spearman"] == pytest.approx(1.0)  # same order
+    rev = fidelity([5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert rev["spearman"] == pytest.approx(-1.0) and rev["within"] == pytest.approx(0.2)
+    # one swapped pair of 5: rho = 1 - 6 * 2 / (5 * 24) = 0.9
+    assert fidelity([1, 3, 2, 4, 5], [1, 2, 3, 4, 5])["spearman"] == pytest.approx(0.9)
+    assert fidelity([1.05, 2.0], [1.0, 2.0], band=0.04)["within"] == pytest.approx(0.5)
+
+
+def test_fidelity_refuses_bad_input() -> None:
+    import math
+
+    from hwnas.latency.validation import fidelity
+
+    with pytest.raises(ValueError, match="equal-length"):
+        fidelity([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        fidelity([1.0], [1.0])
+    with pytest.raises(ValueError, match="must be > 0 ms"):
+        fidelity([1.0, 2.0], [0.0, 2.0])
+    assert math.isnan(fidelity([1.0, 2.0], [3.0, 3.0])["spearman"])  # constant side
+
+
+@pytest.mark.filterwarnings("ignore:An input array is constant")
+def test_validate_with_the_flushed_protocol_beside(tmp_path: Path) -> None:
+    t = _target(tmp_path)
+    result = validate(t, "mnasnet", n=2, seed=0, resolution=RES, flushed=True)
+    rows = result.rows
+    assert {"flushed_ms", "flushed_p10_ms", "flushed_p90_ms", "flushed_error"} <= set(rows)
+    assert (rows.flushed_ms == OVERHEAD_MS).all()
+    assert result.flushed is not None and result.flushed["n"] == 2
+    summary = result.summary()
+    assert summary["measured_as"] == "standard" and summary["flushed"]["n"] == 2
+    csv, png = write_validation(result, tmp_path / "out", "dev")
+    assert "flushed_ms" in csv.read_text().splitlines()[0] and png.stat().st_size > 0

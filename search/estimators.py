@@ -54,6 +54,8 @@ class Estimator(ABC):
     """How a trial estimates accuracy (see the module docstring for the contract)."""
 
     name: str = ""
+    # Whether weights(config, arch) gives weights the trial did not save (results asks it).
+    provides_weights: bool = False
 
     @abstractmethod
     def accuracy(self, trial: Any, comp: Components, arch: Arch, report: Any = None) -> float:
@@ -102,6 +104,7 @@ class SupernetEstimator(Estimator):
     """A path of the run's supernet (``config.supernet``), loaded once per process."""
 
     name = "supernet"
+    provides_weights = True
 
     def __init__(self) -> None:
         self._supernet: Supernet | None = None

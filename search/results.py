@@ -147,6 +147,8 @@ def _materialise_weights(config: SearchConfig, run_dir: Path, df: pd.DataFrame, 
                          estimator: Estimator) -> None:
     """Write the weights of kept trials the estimator did not save while they ran
     (the supernet's inherited weights: extracted once, for these trials only)."""
+    if not estimator.provides_weights:
+        return
     for n in sorted(keep):
         if (run_dir / WEIGHTS_DIR / f"{n}.pt").is_file():
             continue

@@ -17,6 +17,7 @@ from hwnas.search.config import (
     SearchConfig,
     parse_config,
 )
+from hwnas.search.estimators import ESTIMATOR_NAMES, ESTIMATOR_REGISTRY
 from hwnas.search.rewards import REWARD_NAMES, REWARD_REGISTRY
 from hwnas.search.samplers import SAMPLER_NAMES, SAMPLER_REGISTRY
 
@@ -72,7 +73,8 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
                 "--train-subset", "512", "--val-size", "300", "--lr", "0.05", "--pruner", "none",
                 "--prefilter", "synflow", "--prefilter-keep", "0.3", "--workers", "2",
                 "--backend", "ray", "--max-failures", "1", "--storage", "sqlite:///x.db",
-                "--out", str(tmp_path / "r"), "--seed", "4")
+                "--out", str(tmp_path / "r"), "--seed", "4", "--estimator", "supernet",
+                "--supernet", "sn-1", "--supernet-epochs", "3", "--retrain-epochs", "5")
     assert (c.latency_ms, c.space, c.trials, c.timeout_s, c.sampler, c.reward, c.w) == (
         30.0, "mnasnet", 7, 300.0, "rl", "hard", -0.5)
     assert (c.epochs, c.proxy_resolution, c.resolution, c.train_subset, c.val_size, c.lr) == (
@@ -80,6 +82,8 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
     assert (c.pruner, c.prefilter, c.prefilter_keep, c.workers, c.backend, c.max_failures) == (
         "none", "synflow", 0.3, 2, "ray", 1)
     assert (c.storage, c.out, c.seed) == ("sqlite:///x.db", str(tmp_path / "r"), 4)
+    assert (c.estimator, c.supernet, c.supernet_epochs, c.retrain_epochs) == (
+        "supernet", "sn-1", 3, 5)
 
 
 def test_ray_address_implies_ray_and_pareto_defaults_to_nsga2() -> None:
@@ -142,6 +146,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["--target", "pixel", "--lat", "50ms", "--sampler", "cmaes"], "invalid choice: 'cmaes'"),
     (["--target", "pixel", "--lat", "50ms", "--trials", "many"], "invalid int value: 'many'"),
     (["--target", "pixel", "--lat", "50ms", "--colour", "red"], "unrecognized arguments: --colour"),
+    (["--target", "pixel", "--lat", "50ms", "--estimator", "oracle"], "invalid choice: 'oracle'"),
 ])
 def test_bad_flags(argv: list[str], match: str, capsys, in_tmp: Path) -> None:
     assert match in _exits(argv, capsys, in_tmp)
@@ -163,12 +168,20 @@ def test_bad_flags(argv: list[str], match: str, capsys, in_tmp: Path) -> None:
     (["--target", "pixel", "--lat", "50ms", "--storage", "postgresql://nobody@127.0.0.1:9/x"],
      "cannot open storage"),
     (["--resume"], "--resume needs --out"),
+    (["--target", "pixel", "--lat", "50ms", "--estimator", "supernet", "--supernet", "no-such-id"],
+     "no supernet 'no-such-id'"),
+    (["--target", "pixel", "--lat", "50ms", "--supernet", "some-id"],
+     "supernet 'some-id' given with estimator 'train'"),
     (["--resume", "--out", "nowhere"], "cannot resume nowhere: no config.yaml there"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], match: str, capsys,
-                                                      in_tmp: Path) -> None:
+                                                      in_tmp: Path, tmp_path_factory,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HWNAS_HOME", str(home))
     line = _usage_error([*argv, "--quiet"], capsys, in_tmp)
     assert match in line
+    assert list(home.iterdir()) == []
 
 
 def test_budget_error_names_the_fastest_net(capsys, in_tmp: Path) -> None:
@@ -215,6 +228,7 @@ def test_choice_flags_come_from_their_registries() -> None:
     assert _choices("--reward") == REWARD_NAMES == tuple(REWARD_REGISTRY)
     assert _choices("--sampler") == SAMPLER_NAMES == tuple(SAMPLER_REGISTRY)
     assert _choices("--backend") == BACKENDS
+    assert _choices("--estimator") == ESTIMATOR_NAMES == tuple(ESTIMATOR_REGISTRY)
 
 
 def test_every_resumable_flag_sets_a_resumable_field() -> None:

@@ -30,8 +30,9 @@ from searchkit import (
 )
 
 from hwnas.search import load_run
+from hwnas.search.config import parse_config
 from hwnas.search.objective import PREFILTER_ATTR, Components, make_objective
-from hwnas.search.run import run_search
+from hwnas.search.run import run_search, visibility_warning
 from hwnas.space import Arch
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "docs" / "notebooks" / "inspect_run.ipynb"
@@ -288,6 +289,8 @@ def test_prefilter_discards_below_the_running_quantile(tmp_path: Path, monkeypat
     scores = iter([5.0, 4.0, 3.0, 2.0, 1.0, 10.0, 0.5, math.nan])
     monkeypatch.setattr("hwnas.search.objective.zero_cost_score",
                         lambda arch, data, method, seed=0: next(scores))
+    # one predicted latency for all: every candidate is in every other's latency band
+    monkeypatch.setattr(Components, "predict_ms", lambda self, arch: 40.0)
     train = fake_train()
     monkeypatch.setattr("hwnas.search.estimators.train", train)
     comp, study = _in_memory(tmp_path, prefilter="naswot", prefilter_keep=0.5)
@@ -338,3 +341,16 @@ def test_a_moved_run_folder_resumes(tmp_path: Path, monkeypatch) -> None:
     assert main(["--resume", "--out", str(moved), "--trials", "2", "--quiet"]) == 0
     run = load_run(moved)
     assert list(run.trials["number"]) == [0, 1] and run.config["study"] == "run"
+
+
+# ------------------------------------------------ invisible decisions ---
+def test_visibility_warning_fires_at_32_px_and_names_the_blocks() -> None:
+    line = visibility_warning(parse_config({"target": "pixel", "latency": "50ms"}))
+    assert line is not None and "\n" not in line
+    assert "--proxy-resolution 32" in line and "blocks b4, b5 are invisible" in line
+    assert "--proxy-resolution 64 makes every decision visible" in line
+
+
+def test_visibility_warning_is_silent_where_every_decision_is_visible() -> None:
+    assert visibility_warning(parse_config({"target": "pixel", "latency": "50ms",
+                                            "proxy_resolution": 64})) is None

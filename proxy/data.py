@@ -1,9 +1,13 @@
 """Proxy-task data: Fashion-MNIST (default), a folder of IDX files, or an ImageFolder.
 
-Images are decoded once per process (uint8, cached), resized to the proxy
+IDX images are decoded once per process (uint8, cached), resized to the proxy
 resolution with :func:`torch.nn.functional.interpolate`, replicated to three
 channels when grey and normalised with the per-channel mean and standard
-deviation of the whole train split. The validation split is carved from the
+deviation of the whole train split. A small ImageFolder is decoded the same
+way (evaluation transform: resize and centre crop, :mod:`hwnas.proxy.imagefolder`);
+one too large for memory streams through a DataLoader with workers and the
+train augmentation (:mod:`hwnas.proxy.stream`). Unreadable images are skipped
+and counted in one warning. The validation split is carved from the
 TRAIN split with the seed; the test split is never used for search decisions
 (:func:`load_test_split` exists for benchmarks only).
 
@@ -21,8 +25,8 @@ Sources:
 from __future__ import annotations
 
 import functools
-import gzip
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,15 @@ import torch.nn.functional as F
 
 from hwnas.common.errors import HwnasError
 
+from .errors import DataError
+from .idx import find_idx as _find_idx
+from .idx import load_idx, read_idx
+from .imagefolder import IMAGE_SUFFIXES, DecodeError, Folder, class_dirs, decode, scan
+from .split import SplitRecord
+
+__all__ = ["DEFAULT_SPEC", "IMAGE_SUFFIXES", "DataError", "Dataset", "load_dataset",
+           "load_test_split", "read_idx"]
+
 DEFAULT_SPEC = "fashion-mnist"
 FASHION_MNIST_ALIASES = ("fashion-mnist", "fashion_mnist", "fashionmnist")
 # Where Debian's dataset-fashion-mnist package puts the IDX files.
@@ -38,21 +51,8 @@ FASHION_MNIST_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = ("install it with `apt-get install dataset-fashion-mnist`, or name a folder of "
                 "IDX files or of class sub-folders instead")
 
-# Standard IDX file names (the MNIST/Fashion-MNIST distributions; some copies use
-# "train-images.idx3-ubyte"), optionally gzipped.
-_IDX_FILES = {
-    "train": ("train-images{}idx3-ubyte", "train-labels{}idx1-ubyte"),
-    "test": ("t10k-images{}idx3-ubyte", "t10k-labels{}idx1-ubyte"),
-}
-# IDX type codes (third byte of the magic number), big-endian as the format says.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 # ImageFolder layouts with separate splits: root/train/<class>/... and root/test/<class>/...
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val")}
-
-
-class DataError(HwnasError):
-    """The proxy-task data is missing or malformed (one line: where, and how to fix)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +67,20 @@ class Dataset:
     train_y: torch.Tensor  # (N,)
     val_x: torch.Tensor  # held out from the TRAIN split
     val_y: torch.Tensor
+    # The split as a run folder records it (see split_manifest); None for hand-made sets.
+    manifest: dict | None = field(default=None, repr=False)
+
+    def split_manifest(self) -> dict:
+        """The train/held-out split: which images (relative paths and labels, or IDX indices),
+        with the seed and sizes that chose them; JSON-ready. Save it with
+        :func:`hwnas.proxy.split.save_split_manifest`.
+
+        Raises:
+            HwnasError: the data set was built by hand, not by :func:`load_dataset`.
+        """
+        if self.manifest is None:
+            raise HwnasError(f"{self.name}: no split manifest (built by hand, not by load_dataset)")
+        return self.manifest
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={len(self.train_y)}, val={len(self.val_y)}, "
@@ -83,118 +97,33 @@ class _Raw:
     labels: np.ndarray
     num_classes: int
     classes: tuple[str, ...] = ()  # class folder names (ImageFolder only)
-
-
-# ---------------------------------------------------------------------------- IDX
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file (plain or gzip) into a numpy array.
-
-    Header: two zero bytes, a type code, the number of dimensions, then one
-    big-endian int32 per dimension; the data follow in C order.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as f:
-            buf = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read IDX file ({e})") from None
-    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {buf[:4].hex() or 'none'})")
-    ndim = buf[3]
-    start = 4 + 4 * ndim
-    if ndim == 0 or len(buf) < start:
-        raise DataError(f"{path}: truncated IDX header ({ndim} dimensions)")
-    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, 4))
-    dtype = np.dtype(_IDX_DTYPES[buf[2]])
-    count = int(np.prod(shape))
-    if len(buf) - start != count * dtype.itemsize:
-        raise DataError(f"{path}: IDX data has {len(buf) - start} bytes, header {shape} "
-                        f"needs {count * dtype.itemsize}")
-    return np.frombuffer(buf, dtype, count, start).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _find_idx(folder: Path, split: str) -> tuple[Path, Path] | None:
-    found = []
-    for pattern in _IDX_FILES[split]:
-        names = [pattern.format(sep) + gz for sep in ("-", ".") for gz in (".gz", "")]
-        hit = next((folder / n for n in names if (folder / n).is_file()), None)
-        if hit is None:
-            return None
-        found.append(hit)
-    return found[0], found[1]
-
-
-def _load_idx(folder: Path, split: str, name: str) -> _Raw:
-    files = _find_idx(folder, split)
-    if files is None:
-        want = _IDX_FILES[split][0].format("-")
-        hint = INSTALL_HINT if name == DEFAULT_SPEC else "name a folder of IDX files or of class sub-folders"
-        raise DataError(f"no {split} IDX files ({want}[.gz] and labels) in {folder}; {hint}")
-    images, labels = read_idx(files[0]), read_idx(files[1])
-    if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise DataError(f"{files[0]}: expected uint8 images (N, H, W[, C]), got "
-                        f"{images.dtype} {images.shape}")
-    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
-        raise DataError(f"{files[1]}: expected {len(images)} integer labels, got "
-                        f"{labels.dtype} {labels.shape}")
-    if len(labels) == 0 or labels.min() < 0:
-        raise DataError(f"{files[1]}: labels must be non-negative and not empty")
-    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    return _Raw(name, str(folder), np.ascontiguousarray(images), labels.astype(np.int64),
-                int(labels.max()) + 1)
+    paths: tuple[str, ...] = ()  # per image, relative to source (ImageFolder only)
 
 
 # ---------------------------------------------------------------------- ImageFolder
 
 
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _load_image_folder(folder: Path, resolution: int, classes: tuple[str, ...] | None) -> _Raw:
-    """Decode ``folder/<class>/*`` with PIL (RGB) and resize each image to ``resolution``.
-
-    ``classes`` (the train split's class names) fixes the label of each class
-    folder for a test split; ``None`` takes the sorted sub-folders with images.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    dirs = [d for d in _class_dirs(folder) if _images_in(d)]
-    if not dirs:
-        raise DataError(f"no class sub-folders with images ({', '.join(IMAGE_SUFFIXES[:3])}, ...) "
-                        f"in {folder}; name a folder of IDX files or with one sub-folder per class")
-    names = tuple(d.name for d in dirs) if classes is None else classes
-    unknown = [d.name for d in dirs if d.name not in names]
-    if unknown:
-        raise DataError(f"{folder}: class folders {unknown} are not train classes {list(names)}")
-    images, labels = [], []
-    for d in dirs:
-        for p in _images_in(d):
-            try:
-                with Image.open(p) as im:
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            except (OSError, UnidentifiedImageError) as e:
-                raise DataError(f"{p}: cannot decode image ({e})") from None
-            t = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float()
-            images.append(_resize(t, resolution).round().clamp(0, 255).to(torch.uint8)[0])
-            labels.append(names.index(d.name))
-    return _Raw(folder.name, str(folder), torch.stack(images).numpy(), np.asarray(labels, np.int64),
-                len(names), names)
+def _load_image_folder(folder: Folder, resolution: int) -> _Raw:
+    """Decode every image of ``folder`` (evaluation transform); unreadable ones are skipped."""
+    images, keep, bad = [], [], []
+    for i, rel in enumerate(folder.paths):
+        try:
+            images.append(torch.from_numpy(decode(folder.root / rel, resolution, train=False)))
+            keep.append(i)
+        except DecodeError:
+            bad.append(rel)
+    if bad:
+        warnings.warn(f"{folder.root}: skipped {len(bad)} unreadable image(s) of "
+                      f"{len(folder.paths)} (first {bad[0]}); they are left out", stacklevel=4)
+    x = torch.stack(images).permute(0, 3, 1, 2).contiguous().numpy()
+    return _Raw(folder.root.name, str(folder.root), x, folder.labels[keep], len(folder.classes),
+                folder.classes, tuple(folder.paths[i] for i in keep))
 
 
 def _image_folder_root(folder: Path, split: str) -> Path | None:
     """``folder/train`` (or test/val) when the folder holds splits, else ``folder`` for train."""
     for sub in _SPLIT_DIRS[split]:
-        if (folder / sub).is_dir() and _class_dirs(folder / sub):
+        if (folder / sub).is_dir() and class_dirs(folder / sub):
             return folder / sub
     has_splits = any((folder / s).is_dir() for names in _SPLIT_DIRS.values() for s in names)
     return folder if split == "train" and not has_splits else None
@@ -235,12 +164,28 @@ def _resolve(spec: str, split: str) -> tuple[str, Path]:
 
 @functools.cache
 def _idx_cached(folder: Path, split: str, name: str) -> _Raw:
-    return _load_idx(folder, split, name)
+    hint = INSTALL_HINT if name == DEFAULT_SPEC else "name a folder of IDX files or of class sub-folders"
+    images, labels = load_idx(folder, split, hint)
+    return _Raw(name, str(folder), images, labels, int(labels.max()) + 1)
+
+
+@functools.cache
+def _scan_cached(root: Path, classes: tuple[str, ...] | None) -> Folder:
+    return scan(root, classes)
 
 
 @functools.cache
 def _folder_cached(root: Path, resolution: int, classes: tuple[str, ...] | None) -> _Raw:
-    return _load_image_folder(root, resolution, classes)
+    return _load_image_folder(_scan_cached(root, classes), resolution)
+
+
+def _folder(spec: str, split: str) -> Folder | None:
+    """The scanned ImageFolder of ``split`` (None for IDX data)."""
+    kind, where = _resolve(spec, split)
+    if kind == "idx":
+        return None
+    classes = None if split == "train" else _folder(spec, "train").classes
+    return _scan_cached(where, classes)
 
 
 def _raw(spec: str, split: str, resolution: int) -> _Raw:
@@ -249,7 +194,7 @@ def _raw(spec: str, split: str, resolution: int) -> _Raw:
     if kind == "idx":
         name = DEFAULT_SPEC if spec.lower() in FASHION_MNIST_ALIASES else where.name
         return _idx_cached(where, split, name)
-    classes = None if split == "train" else _raw(spec, "train", resolution).classes
+    classes = None if split == "train" else _folder(spec, "train").classes
     return _folder_cached(where, resolution, classes)
 
 
@@ -296,31 +241,33 @@ MIN_CLASSES = 2  # one class scores every net 1.0: the search would optimise lat
 MIN_PER_CLASS = 2  # at least one image of each class can land on each side of the split
 
 
-def _check_labels(raw: _Raw) -> None:
+def _check_labels(source: str, labels: np.ndarray, num_classes: int,
+                  classes: tuple[str, ...]) -> None:
     """Labels in range, at least MIN_CLASSES classes with MIN_PER_CLASS images each."""
-    labels = np.asarray(raw.labels)
-    if labels.size and (labels.min() < 0 or labels.max() >= raw.num_classes):
-        raise DataError(f"{raw.source}: labels must be in 0..{raw.num_classes - 1}, found "
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{source}: labels must be in 0..{num_classes - 1}, found "
                         f"{int(labels.min())}..{int(labels.max())}")
-    counts = np.bincount(labels, minlength=raw.num_classes) if labels.size else np.zeros(0, int)
+    counts = np.bincount(labels, minlength=num_classes) if labels.size else np.zeros(0, int)
     present = int((counts > 0).sum())
     if present < MIN_CLASSES:
-        raise DataError(f"{raw.source}: {present} class(es) with images; a classifier needs at "
+        raise DataError(f"{source}: {present} class(es) with images; a classifier needs at "
                         f"least {MIN_CLASSES} (one sub-folder per class)")
-    few = [raw.classes[i] if i < len(raw.classes) else str(i)
-           for i in np.flatnonzero(counts < MIN_PER_CLASS)]
+    few = [classes[i] if i < len(classes) else str(i) for i in np.flatnonzero(counts < MIN_PER_CLASS)]
     if few:
-        raise DataError(f"{raw.source}: class(es) {', '.join(few[:5])} have fewer than "
+        raise DataError(f"{source}: class(es) {', '.join(few[:5])} have fewer than "
                         f"{MIN_PER_CLASS} images")
 
 
 def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int = 5000,
-                 train_subset: int | None = None, seed: int = 0) -> Dataset:
+                 train_subset: int | None = None, seed: int = 0, stream: bool | None = None,
+                 workers: int = 2) -> Dataset:
     """Load the proxy task: a seeded validation split and training subset of the TRAIN split.
 
     One seeded permutation of the train split gives the validation images
     (the first ``val_size``) and the training subset (the next
     ``train_subset``, or all the rest); the two never overlap.
+    ``data.split_manifest()`` records them.
 
     Args:
         spec: ``"fashion-mnist"``, a folder of IDX files, or an ImageFolder folder.
@@ -328,42 +275,80 @@ def load_dataset(spec: str = DEFAULT_SPEC, resolution: int = 32, val_size: int =
         val_size: images held out for validation.
         train_subset: training images kept (``None``: all that remain).
         seed: selects the split and the subset.
+        stream: ImageFolder only. ``None``: stream (a :class:`~hwnas.proxy.stream.StreamingDataset`,
+            decoded on the fly, train augmentation) when the decoded folder would exceed
+            ``hwnas.proxy.stream.IN_MEMORY_BYTES``, else hold it in memory; True/False force it.
+        workers: DataLoader worker processes of a streaming data set.
 
     Raises:
-        DataError: data missing or malformed. ValueError: bad sizes.
+        DataError: data missing or malformed. HwnasError: bad sizes.
     """
+    from .stream import IN_MEMORY_BYTES, in_memory_bytes, streaming_dataset
+
     _check_resolution(resolution)
-    raw = _raw(str(spec), "train", resolution)
-    _check_labels(raw)
-    n = len(raw.labels)
+    spec = str(spec)
+    if not isinstance(workers, int) or workers < 0:
+        raise HwnasError(f"workers must be an int >= 0, got {workers!r}")
+    folder = _folder(spec, "train")
+    if folder is None and stream:
+        raise HwnasError(f"stream=True needs an ImageFolder; {spec!r} is IDX data (held in memory)")
+    if folder is not None and stream is None:
+        stream = in_memory_bytes(len(folder.paths), resolution) > IN_MEMORY_BYTES
+    if stream:
+        labels, source, ncls, classes = folder.labels, str(folder.root), len(folder.classes), folder.classes
+        paths = folder.paths
+    else:
+        raw = _raw(spec, "train", resolution)
+        labels, source, ncls, classes, paths = raw.labels, raw.source, raw.num_classes, raw.classes, raw.paths
+    _check_labels(source, labels, ncls, classes)
+    n = len(labels)
+    name = DEFAULT_SPEC if spec.lower() in FASHION_MNIST_ALIASES else _folder_name(spec)
     if not isinstance(val_size, int) or not 1 <= val_size < n:
-        raise HwnasError(f"val_size must be an int in [1, {n - 1}] for {raw.name} "
+        raise HwnasError(f"val_size must be an int in [1, {n - 1}] for {name} "
                          f"({n} train images), got {val_size!r}")
     left = n - val_size
     if train_subset is not None and (not isinstance(train_subset, int)
                                      or not 1 <= train_subset <= left):
-        raise HwnasError(f"train_subset must be an int in [1, {left}] (the {raw.name} train split "
+        raise HwnasError(f"train_subset must be an int in [1, {left}] (the {name} train split "
                          f"minus {val_size} validation images) or None, got {train_subset!r}")
     perm = np.random.default_rng(seed).permutation(n)
     val_idx = np.sort(perm[:val_size])
     train_idx = np.sort(perm[val_size:val_size + (train_subset or left)])
-    train_x, train_y = _prepare(raw, train_idx, str(spec), resolution)
-    val_x, val_y = _prepare(raw, val_idx, str(spec), resolution)
-    name = DEFAULT_SPEC if str(spec).lower() in FASHION_MNIST_ALIASES else _folder_name(spec)
-    return Dataset(name, raw.source, raw.num_classes, resolution, train_x, train_y, val_x, val_y)
+    record = SplitRecord(name, "idx" if folder is None else "imagefolder", source, seed, val_size,
+                         train_subset, train_idx, val_idx, classes, paths,
+                         None if folder is None else np.asarray(labels))
+    if stream:
+        return streaming_dataset(folder, name, train_idx, val_idx, resolution, workers, record)
+    train_x, train_y = _prepare(raw, train_idx, spec, resolution)
+    val_x, val_y = _prepare(raw, val_idx, spec, resolution)
+    return Dataset(name, raw.source, raw.num_classes, resolution, train_x, train_y, val_x, val_y,
+                   record)
 
 
 def _folder_name(spec: str | Path) -> str:
     return Path(spec).expanduser().resolve().name
 
 
-def load_test_split(spec: str = DEFAULT_SPEC, resolution: int = 32
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test split, normalised like the train split. For benchmarks only, never for search."""
+def load_test_split(spec: str = DEFAULT_SPEC, resolution: int = 32, stream: bool | None = None,
+                    workers: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split, normalised like the train split. For benchmarks only, never for search.
+
+    An ImageFolder test split too large for memory (or ``stream=True``) comes back as
+    an :class:`~hwnas.proxy.stream.ImageView`, which :func:`hwnas.proxy.train.evaluate` reads.
+    """
+    from .stream import IN_MEMORY_BYTES, in_memory_bytes, test_view
+
     _check_resolution(resolution)
-    train = _raw(str(spec), "train", resolution)
-    raw = _raw(str(spec), "test", resolution)
+    spec = str(spec)
+    test = _folder(spec, "test")
+    train_folder = _folder(spec, "train")
+    if test is not None and stream is None:  # normalised by the train split: stream like it
+        stream = in_memory_bytes(len(train_folder.paths), resolution) > IN_MEMORY_BYTES
+    if test is not None and stream:
+        return test_view(train_folder, test, resolution, workers)
+    train = _raw(spec, "train", resolution)
+    raw = _raw(spec, "test", resolution)
     if raw.num_classes > train.num_classes:
         raise DataError(f"{raw.source}: test labels go up to {raw.num_classes - 1}, the train "
                         f"split only to {train.num_classes - 1}")
-    return _prepare(raw, None, str(spec), resolution)
+    return _prepare(raw, None, spec, resolution)

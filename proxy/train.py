@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +30,7 @@ from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .data import Dataset
+from .stream import ImageView, StreamingDataset
 
 SCHEDULES = ("cosine", "onecycle")
 
@@ -116,14 +117,29 @@ class TrainResult:
     steps: int = 0
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``device`` as a torch device; ``None`` picks CUDA when present, else the CPU."""
-    if device is None:
+DEVICES = ("auto", "cpu", "cuda")  # what --device accepts (also "cuda:N")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device; ``None`` or ``"auto"`` picks CUDA when present, else the CPU.
+
+    Raises:
+        HwnasError: not a device name, or CUDA asked for on a machine without it.
+    """
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError:
-        raise HwnasError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise HwnasError(f"device must be one of {', '.join(DEVICES)} or like 'cuda:1', "
+                         f"got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HwnasError(f"device {device!r} asked for, but torch sees no CUDA GPU here; "
+                         f"use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise HwnasError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                         f"GPU(s), numbered from 0")
+    return dev
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -167,17 +183,37 @@ def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total: int
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode, on its own device) on ``x``, ``y``."""
+def evaluate(model: nn.Module, x: torch.Tensor | ImageView, y: torch.Tensor,
+             batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode, on its own device) on ``x``, ``y``.
+
+    ``x`` may be an :class:`~hwnas.proxy.stream.ImageView` (streamed; its
+    unreadable images are left out of the count).
+    """
     if len(y) == 0:
         raise HwnasError("evaluate needs at least one example, got 0")
-    p = next(model.parameters(), None)
-    device = p.device if p is not None else torch.device("cpu")
+    device = _model_device(model)
     amp = _autocast_dtype(device)
     was_training = model.training
     model.eval()
     correct = 0
+    if isinstance(x, ImageView):
+        seen = 0
+        for xb, _, pos in x.batches(batch_size, device):
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                logits = model(xb)
+            correct += int((logits.argmax(1).cpu() == y[pos]).sum())
+            seen += len(pos)
+        model.train(was_training)
+        if seen == 0:
+            raise HwnasError(f"{x.root}: none of the {len(y)} evaluation images could be read")
+        return correct / seen
     for i in range(0, len(y), batch_size):
         xb = x[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -188,8 +224,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, idx: torch.Tensor, batch_size: int) -> None:
-    """Replace BatchNorm running statistics by their average over ``x[idx]`` (current weights)."""
+def recalibrate_bn(model: nn.Module, x: torch.Tensor | ImageView, idx: torch.Tensor,
+                   batch_size: int) -> None:
+    """Replace BatchNorm running statistics by their average over ``x[idx]`` (current weights).
+
+    ``x`` may be an :class:`~hwnas.proxy.stream.ImageView` (streamed with the
+    evaluation transform, on the model's device).
+    """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or len(idx) < 2:
         return
@@ -199,11 +240,16 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, idx: torch.Tensor, batch_s
         m.momentum = None  # cumulative moving average over the batches below
     was_training = model.training
     model.train()
-    device = x.device
+    streamed = isinstance(x, ImageView)
+    device = _model_device(model) if streamed else x.device
     amp = _autocast_dtype(device)
+    if streamed:
+        batches = (xb for xb, _, _ in x.batches(batch_size, device, idx.tolist()) if len(xb) > 1)
+    else:  # (a last batch of 1 would fail in BN)
+        batches = (x[idx[i:i + batch_size]].contiguous(memory_format=torch.channels_last)
+                   for i in range(0, len(idx) - 1, batch_size))
     try:
-        for i in range(0, len(idx) - 1, batch_size):  # (a last batch of 1 would fail in BN)
-            xb = x[idx[i:i + batch_size]].contiguous(memory_format=torch.channels_last)
+        for xb in batches:
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 model(xb)
     finally:
@@ -239,7 +285,11 @@ def train(net: Arch | nn.Module, data: Dataset, config: TrainConfig,
     # (measured here: MobileNetV3-Large, 32 px, batch 128, 2 threads: 0.34 -> 0.12 s/step).
     model.to(device=device, memory_format=torch.channels_last).train()
     gen = torch.Generator().manual_seed(config.seed)
-    train_x, train_y = _to_device(data.train_x, device), data.train_y.to(device)
+    streamed = isinstance(data, StreamingDataset)
+    if streamed:  # decoded on the fly by loader workers, train augmentation
+        train_x, train_y = data.train_x, data.train_y
+    else:
+        train_x, train_y = _to_device(data.train_x, device), data.train_y.to(device)
     n = len(train_y)
     if n == 0:
         raise HwnasError(f"{data.name}: no training images")
@@ -259,15 +309,16 @@ def train(net: Arch | nn.Module, data: Dataset, config: TrainConfig,
     for epoch in range(config.epochs):
         if step >= total:
             break
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = torch.randperm(n, generator=gen).to(train_y.device)
         running = torch.zeros((), device=device, dtype=torch.float64)
         done = 0
-        for b in range(per_epoch):
+        batches = (data.train_batches(perm, bs, device, gen) if streamed
+                   else _tensor_batches(train_x, train_y, perm, bs, per_epoch))
+        for b, (xb, yb) in enumerate(batches):
             if step >= total:
                 break
-            idx = perm[b * bs:(b + 1) * bs]
-            xb = train_x[idx].contiguous(memory_format=torch.channels_last)
-            yb = train_y[idx]
+            if len(yb) < 2:  # unreadable images left a batch BN cannot train on
+                continue
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -280,6 +331,8 @@ def train(net: Arch | nn.Module, data: Dataset, config: TrainConfig,
             running += loss.detach().double()
             if done % _CHECK_EVERY == 0 or step == total or b == per_epoch - 1:
                 _check_finite(running, step, epoch, config.lr)
+        if done:
+            _check_finite(running, step, epoch, config.lr)
         if config.bn_recalibration:
             recalibrate_bn(model, train_x, perm[:config.bn_recalibration], bs)
         model.eval()
@@ -294,6 +347,14 @@ def train(net: Arch | nn.Module, data: Dataset, config: TrainConfig,
     result.model = model.to(device="cpu", memory_format=torch.contiguous_format).eval()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _tensor_batches(x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, bs: int,
+                    per_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of in-memory batches in ``perm`` order (the last partial batch dropped)."""
+    for b in range(per_epoch):
+        idx = perm[b * bs:(b + 1) * bs]
+        yield x[idx].contiguous(memory_format=torch.channels_last), y[idx]
 
 
 def _check_finite(running: torch.Tensor, step: int, epoch: int, lr: float) -> None:

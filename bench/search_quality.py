@@ -11,6 +11,9 @@ Run from the repository root::
 
     nice -n 5 .venv/bin/python bench/search_quality.py             # 5 seeds x 3 samplers
     nice -n 5 .venv/bin/python bench/search_quality.py --quick     # smoke run, ~1 minute
+    # on one cached supernet (nas-supernet info), at a fair scale:
+    nice -n 5 .venv/bin/python bench/search_quality.py --estimator supernet --supernet ID \
+        --trials 300 --samplers tpe nsga2 rl random
 
 Writes ``results/benchmarks/search_quality/`` (or ``--out``): ``runs/<sampler>-s<seed>/``
 (the run folders), ``runs.csv`` (one row per run), ``curves.csv`` (best so far
@@ -38,6 +41,7 @@ from hwnas.common.atomic import atomic_save_figure, atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "search_quality"
 SAMPLERS = ("tpe", "rl", "random")
+SAMPLER_CHOICES = (*SAMPLERS, "nsga2")
 
 
 def _run_config(args: argparse.Namespace, sampler: str, seed: int, run_dir: Path) -> dict:
@@ -46,6 +50,7 @@ def _run_config(args: argparse.Namespace, sampler: str, seed: int, run_dir: Path
         "timeout_s": None, "sampler": sampler, "reward": args.reward, "epochs": args.epochs,
         "proxy_resolution": args.proxy_resolution, "train_subset": args.train_subset,
         "val_size": args.val_size, "workers": 1, "seed": seed, "out": str(run_dir),
+        "estimator": args.estimator, "supernet": args.supernet,
     }
 
 
@@ -120,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lat", default="30ms", help="latency goal with a unit")
     ap.add_argument("--space", default="mobilenetv3")
     ap.add_argument("--reward", default="soft", choices=("soft", "hard", "abs"))
-    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLER_CHOICES)
+    ap.add_argument("--estimator", default="train", choices=("train", "supernet"))
+    ap.add_argument("--supernet", default=None,
+                    help="estimator supernet: one supernet id for every seed (default: the "
+                         "cached one matching each seed, trained if none)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=1)

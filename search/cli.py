@@ -191,8 +191,12 @@ def _summary(run_dir: Path) -> None:
                       str(r["arch"]))
     con.print(table)
     if run.best:
+        est = " (supernet estimate)" if run.best.get("estimator") == "supernet" else ""
         con.print(f"best: trial {run.best['number']}, {run.best['latency_ms']:.2f} ms predicted, "
-                  f"accuracy {run.best['accuracy']:.4f}")
+                  f"accuracy {run.best['accuracy']:.4f}{est}")
+        if run.best.get("retrained_accuracy") is not None:
+            con.print(f"retrained from scratch for {run.best['retrain_epochs']} epochs: "
+                      f"{run.best['retrained_accuracy']:.4f} held-out accuracy")
     else:
         con.print("no trial finished training: no best network")
     con.print(f"Results: {run_dir}  (open with hwnas.search.load_run({str(run_dir)!r}))")

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+import pytest
 import torch
-from supernet_helpers import tiny_settings
+from supernet_helpers import TINY_SKELETON, make_toy_data, tiny_settings
 from torch import nn
 
-from hwnas.supernet import find_or_train
+from hwnas.space import searchspace
+from hwnas.space.skeletons import SKELETONS
+from hwnas.supernet import Supernet, find_or_train
 
 
-def test_recalibration_changes_only_bn_statistics(tiny_space, toy_data: Path, home: Path) -> None:
-    sn = find_or_train(**tiny_settings(toy_data, epochs=1), progress=False)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny supernet for the module (the tiny frame swapped in meanwhile)."""
+    root = tmp_path_factory.mktemp("api")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SKELETONS, "mobilenetv3", TINY_SKELETON)
+        mp.setenv("HWNAS_HOME", str(root / "home"))
+        searchspace._space.cache_clear()
+        searchspace._smallest.cache_clear()
+        data = make_toy_data(root / "toy")
+        sn = find_or_train(**tiny_settings(data, epochs=1), progress=False)
+        yield searchspace.get_space("mobilenetv3"), sn
+    searchspace._space.cache_clear()
+    searchspace._smallest.cache_clear()
+
+
+def test_recalibration_changes_only_bn_statistics(trained: tuple) -> None:
+    tiny_space, sn = trained
     arch = tiny_space.sample_random(np.random.default_rng(3))
     supernet_before = {k: v.clone() for k, v in sn.net.state_dict().items()}
     raw = sn.extract(arch).state_dict()
@@ -28,8 +45,9 @@ def test_recalibration_changes_only_bn_statistics(tiny_space, toy_data: Path, ho
         assert torch.equal(v, supernet_before[k]), k
 
 
-def test_estimate_is_repeatable_and_uses_fixed_sets(tiny_space, toy_data: Path, home: Path) -> None:
-    sn = find_or_train(**tiny_settings(toy_data, epochs=1), progress=False)
+def test_estimate_is_repeatable_and_uses_fixed_sets(trained: tuple) -> None:
+    tiny_space, sn = trained
+    assert isinstance(sn, Supernet)
     rng = np.random.default_rng(0)
     archs = [tiny_space.sample_random(rng) for _ in range(3)]
     first = sn.estimate_many(archs)

@@ -68,7 +68,7 @@ class Dataset:
     val_x: torch.Tensor  # held out from the TRAIN split
     val_y: torch.Tensor
     # The split as a run folder records it (see split_manifest); None for hand-made sets.
-    manifest: dict | None = field(default=None, repr=False)
+    manifest: SplitRecord | None = field(default=None, repr=False)
 
     def split_manifest(self) -> dict:
         """The train/held-out split: which images (relative paths and labels, or IDX indices),
@@ -80,7 +80,7 @@ class Dataset:
         """
         if self.manifest is None:
             raise HwnasError(f"{self.name}: no split manifest (built by hand, not by load_dataset)")
-        return self.manifest
+        return self.manifest.as_dict()
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={len(self.train_y)}, val={len(self.val_y)}, "

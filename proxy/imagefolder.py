@@ -157,8 +157,9 @@ def decode(path: Path | str, resolution: int, train: bool,
             reduce = min(box[2] - box[0], box[3] - box[1]) / resolution
             if im.format == "JPEG" and reduce >= 2:
                 im.draft("RGB", (math.ceil(w / reduce), math.ceil(h / reduce)))
-                s = im.size[0] / w
-                box = (box[0] * s, box[1] * s, box[2] * s, box[3] * s)
+                sx, sy = im.size[0] / w, im.size[1] / h
+                box = (box[0] * sx, box[1] * sy, min(box[2] * sx, im.size[0]),
+                       min(box[3] * sy, im.size[1]))
             out = im.convert("RGB").resize((resolution, resolution), Image.Resampling.BILINEAR,
                                            box=box)
         if train and float(torch.rand(1, generator=gen)) < FLIP_P:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from hwnas.common.atomic import atomic_write_text
+from hwnas.latency.runners.protocol import cpu_model
 from hwnas.proxy.data import load_dataset, load_test_split
 from hwnas.proxy.train import TrainConfig, evaluate, train
 from hwnas.space import Arch, get_space, reference
@@ -76,7 +77,7 @@ def _load(path: Path) -> dict:
 
 
 def _machine() -> dict:
-    return {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
+    return {"host": platform.node(), "cpu": cpu_model(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "loadavg": os.getloadavg()}
 
@@ -111,14 +112,32 @@ def phase_supernet(args: argparse.Namespace) -> None:
     print(sn.id, sn.provenance.get("train_seconds"), time.perf_counter() - t0)
 
 
+def _from_checkpoint(args: argparse.Namespace):
+    """The supernet as its last per-epoch checkpoint left it (training still running)."""
+    from hwnas.supernet import Supernet, SupernetConfig, supernet_id, supernets_root
+    from hwnas.supernet.model import SuperNet
+
+    config = SupernetConfig(space="mobilenetv3", data="fashion-mnist", proxy_resolution=RESOLUTION,
+                            recipe=args.recipe, seed=SEED, epochs=args.epochs, train_subset=SUBSET)
+    folder = supernets_root() / supernet_id(config)
+    state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+    net = SuperNet(get_space("mobilenetv3"), num_classes=10)
+    net.load_state_dict(state["net"])
+    prov = {**_load(folder / "provenance.json"), "scored_from": f"checkpoint after epoch {state['epoch']}"}
+    return Supernet(folder, net, config, prov)
+
+
 def phase_score(args: argparse.Namespace, archs: list[tuple[str, Arch]]) -> None:
     from scipy.stats import kendalltau, spearmanr
 
     from hwnas.supernet import find_or_train
 
     truth = _load(TRUTH).get("rows", {})
-    sn = find_or_train("mobilenetv3", "fashion-mnist", RESOLUTION, SEED, epochs=args.epochs,
-                       train_subset=SUBSET, recipe=args.recipe, progress=False)
+    if args.checkpoint:
+        sn = _from_checkpoint(args)
+    else:
+        sn = find_or_train("mobilenetv3", "fashion-mnist", RESOLUTION, SEED, epochs=args.epochs,
+                           train_subset=SUBSET, recipe=args.recipe, progress=False)
     sn.estimate(archs[0][1])  # load the data and the fixed sets before timing
     rows, times = {}, []
     for name, arch in archs:
@@ -145,7 +164,10 @@ def phase_score(args: argparse.Namespace, archs: list[tuple[str, Arch]]) -> None
                 [r["estimate"] for r in rand], [r["test_accuracy"] for r in rand]).statistic)
         mad = [r["madds_224"] for r in both]
         out["kendall_tau_madds_vs_test"] = float(kendalltau(mad, [r["test_accuracy"] for r in both]).statistic)
-    atomic_write_text(OUT, json.dumps(out, indent=2) + "\n")
+    dest = OUT
+    if args.checkpoint:
+        dest = OUT.with_name(f"supernet_fidelity_e{sn.provenance.get('epochs_done')}.json")
+    atomic_write_text(dest, json.dumps(out, indent=2) + "\n")
     print({k: v for k, v in out.items() if k.startswith(("kendall", "spearman", "n"))}, out["scoring"])
 
 
@@ -156,6 +178,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20, help="supernet epochs")
     p.add_argument("--recipe", default="spos")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--checkpoint", action="store_true",
+                   help="score the running training's last checkpoint (and write OUT with _eN)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

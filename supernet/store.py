@@ -32,6 +32,7 @@ import torch
 from hwnas.common.atomic import atomic_save_state_dict, atomic_write_text
 from hwnas.common.errors import HwnasError
 from hwnas.common.home import hwnas_home
+from hwnas.latency.runners.protocol import cpu_model
 from hwnas.proxy.data import Dataset, load_dataset
 
 from .train import SupernetConfig, Trainer, new_supernet
@@ -71,7 +72,7 @@ def _versions() -> dict[str, str]:
 
 def _machine(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"host": platform.node(), "platform": platform.platform(),
-                            "cpu": platform.processor() or platform.machine(),
+                            "cpu": cpu_model(),
                             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                             "device": str(device)}
     if device.type == "cuda":

@@ -167,3 +167,18 @@ def test_recalibrate_bn_uses_current_statistics() -> None:
     recalibrate_bn(model, x, torch.arange(64), batch_size=16)
     torch.testing.assert_close(model[0].running_mean, x.mean((0, 2, 3)), atol=1e-4, rtol=1e-4)
     assert model[0].momentum == 0.1 and model.training
+
+
+def test_resolve_device() -> None:
+    from hwnas.common.errors import HwnasError
+    from hwnas.proxy.train import resolve_device
+
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == auto and resolve_device(None).type == auto
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(HwnasError, match="device must be one of auto, cpu, cuda") as e:
+        resolve_device("gpu")
+    assert "\n" not in str(e.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(HwnasError, match="no CUDA GPU"):
+            resolve_device("cuda")

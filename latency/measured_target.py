@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,18 @@ from hwnas.space.spec import Arch
 
 from .keys import LayerKey
 from .measurement import KEY_RUNS, KEY_WARMUP, measure_arch, measure_keys
-from .runners import LocalRunner, make_runner
-from .runners.base import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, Stats
-from .table import LatencyTable, now_iso
+from .runners import RUNNERS, LocalRunner, make_runner
+from .runners.base import (
+    DEFAULT_RUNS,
+    DEFAULT_RUNTIME,
+    DEFAULT_THREADS,
+    DEFAULT_WARMUP,
+    Runner,
+    Stats,
+)
+from .table import META_FILE, LatencyTable, now_iso
 from .target import SOURCE_MEASURED, Target
+from .user_config import programs_for
 
 FILL_CHUNK = 32  # keys per measurement call and per table write: an interrupt loses at most this
 METHOD = (
@@ -50,11 +59,21 @@ class MeasuredTarget(Target):
 
     can_measure = True
 
-    def __init__(self, name: str, table: LatencyTable, runner: Runner | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        table: LatencyTable,
+        runner: Runner | None = None,
+        *,
+        programs: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.table = table
         self._runner = runner
+        self._programs = dict(programs) if programs is not None else None
+        self._checked_device: dict | None = None  # device_info of this runner, once per target
+        self._session = uuid.uuid4().hex[:12]  # one entry of provenance["fills"] per session
         proto = table.provenance.get("protocol", {})
         self.threads = int(proto.get("threads", DEFAULT_THREADS))
         # whole networks (measure_arch): the runner protocol's defaults unless the table says
@@ -80,8 +99,20 @@ class MeasuredTarget(Target):
                 raise HwnasError(
                     f"target {self.name!r} has no runner settings in {self.table.path}"
                 )
-            self._runner = make_runner(settings)
+            kind = settings.get("kind") if isinstance(settings, Mapping) else None
+            programs = self._programs
+            if programs is None and kind in RUNNERS:
+                programs = programs_for(self.name, RUNNERS[kind].programs)
+            self._runner = make_runner(
+                settings, programs=programs, where=str(self.table.path / META_FILE)
+            )
         return self._runner
+
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime`` or ``tflite``: what the table was (or will be) measured with."""
+        saved = (self.table.provenance.get("runner") or {}).get("runtime")
+        return saved or DEFAULT_RUNTIME
 
     def describe(self) -> dict:
         prov = self.provenance
@@ -141,6 +172,7 @@ class MeasuredTarget(Target):
         missing = self.table.missing(list(keys))
         if not missing:
             return 0
+        self._check_same_device()
         chunks = [missing[i : i + FILL_CHUNK] for i in range(0, len(missing), FILL_CHUNK)]
         if workers <= 1:
             measured = 0
@@ -167,7 +199,8 @@ class MeasuredTarget(Target):
                 f"--workers {workers} needs the local runner; target {self.name!r} "
                 f"uses {settings.get('kind')!r} (one device measures one model at a time)"
             )
-        local = LocalRunner(**{k: v for k, v in settings.items() if k != "kind"})
+        local = make_runner(settings, where=str(self.table.path / META_FILE))
+        assert isinstance(local, LocalRunner)
         cpus = local.worker_cpus(workers, self.threads)  # disjoint cores
         ctx = multiprocessing.get_context("spawn")  # onnxruntime threads do not survive fork
         slots = ctx.Queue()
@@ -199,11 +232,36 @@ class MeasuredTarget(Target):
 
     def _store(self, stats: Mapping[LayerKey, Stats], overhead: float) -> None:
         first = {} if self.table.overhead_ms is not None else self._first_fill(overhead)
-        self.table = self.table.update(stats, defaults=first)
+        fills = list(self.table.provenance.get("fills") or [])
+        if not fills or fills[-1].get("session") != self._session:
+            fills.append({"session": self._session, "date": now_iso(), "overhead_ms": float(overhead)})
+        fills[-1]["keys"] = int(fills[-1].get("keys", 0)) + len(stats)
+        self.table = self.table.update(stats, provenance={"fills": fills}, defaults=first)
+
+    def _check_same_device(self) -> None:
+        """Refuse to add to a table measured with another runtime version or device."""
+        if self._checked_device is None:
+            self._checked_device = self.runner.device_info()
+        prov = self.table.provenance
+        saved = prov.get("fingerprint") or (
+            fingerprint(prov["device"]) if prov.get("device") else None
+        )
+        if not saved:
+            return  # nothing measured yet
+        now = fingerprint(self._checked_device)
+        diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        if diff:
+            k = diff[0]
+            raise HwnasError(
+                f"target {self.name!r} was measured with {k} {saved.get(k)!r}, this runner has "
+                f"{now.get(k)!r}: mixing them would corrupt {self.table.path / META_FILE}; build "
+                f"a new target instead (e.g. --target {self.name}-2)"
+            )
 
     def _first_fill(self, overhead: float) -> dict:
-        info = self.runner.device_info()
+        info = self._checked_device or self.runner.device_info()
         return {
+            "fingerprint": fingerprint(info),
             "overhead_ms": float(overhead),
             "device": info,
             "runtime": info.get("runtime", ""),
@@ -232,6 +290,14 @@ class MeasuredTarget(Target):
         )
 
 
+FINGERPRINT_FIELDS = ("runtime", "runtime_version", "serial", "model", "soc", "cpu", "machine")
+
+
+def fingerprint(device: Mapping[str, Any]) -> dict:
+    """What must not change between two fills of one table: runtime, its version, the device."""
+    return {k: str(device[k]) for k in FINGERPRINT_FIELDS if device.get(k) not in (None, "")}
+
+
 def _key_protocol_defaults() -> dict:
     return {"runs": KEY_RUNS, "warmup": KEY_WARMUP}
 
@@ -257,7 +323,7 @@ def _worker_init(settings: dict, slots: Any) -> None:
     """Each worker makes its own runner on its own cores (taken from ``slots``)."""
     global _worker_runner
     cpus = slots.get()
-    _worker_runner = make_runner({**settings, **({"cpus": cpus} if cpus else {})})
+    _worker_runner = make_runner(settings, **({"cpus": cpus} if cpus else {}))
 
 
 def _worker_measure(

@@ -23,13 +23,16 @@ from hwnas.common.home import hwnas_home
 
 from .measured_target import METHOD, MeasuredTarget
 from .pixel import NOT_OFFERED, PIXEL_NAMES, load_pixel_target
-from .runners import LocalRunner, make_runner
+from .runners import RUNNERS, LocalRunner, make_runner
 from .runners.base import DEFAULT_THREADS, Runner
 from .table import META_FILE, LatencyTable, TableError
 from .target import MEASURED_ONLY, Target
+from .user_config import programs_for
 
 HOST = "host"
-BUILTIN_NAMES = (HOST, *PIXEL_NAMES)
+HOST_TFLITE = "host-tflite"  # this machine with the LiteRT interpreter (the runtime phones ship)
+LOCAL_TARGETS = {HOST: "onnxruntime", HOST_TFLITE: "tflite"}  # name -> runtime, local runner
+BUILTIN_NAMES = (HOST, *PIXEL_NAMES, HOST_TFLITE)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
@@ -51,7 +54,7 @@ def user_target_names() -> tuple[str, ...]:
         sorted(
             p.name
             for p in root.iterdir()
-            if p.name != HOST and _NAME.fullmatch(p.name) and (p / META_FILE).is_file()
+            if p.name not in LOCAL_TARGETS and _NAME.fullmatch(p.name) and (p / META_FILE).is_file()
         )
     )
 
@@ -104,12 +107,16 @@ def new_provenance(
     }
 
 
-def load_target(name: str, runner: Runner | None = None) -> Target:
+def load_target(
+    name: str, runner: Runner | None = None, *, programs: Mapping[str, str] | None = None
+) -> Target:
     """The target called ``name``.
 
     Args:
-        name: ``host``, ``pixel``, ``pixel1`` or a user target.
+        name: ``host``, ``host-tflite``, ``pixel``, ``pixel1`` or a user target.
         runner: measure missing layers with this runner instead of the saved one.
+        programs: host programs of the saved runner (``{"perf_test": PATH}``);
+            default: the user's config (:mod:`hwnas.latency.user_config`), never the table.
 
     Raises:
         ValueError: unknown name (the message lists the known ones).
@@ -120,13 +127,20 @@ def load_target(name: str, runner: Runner | None = None) -> Target:
     key = name.strip().lower()
     if key in PIXEL_NAMES or key in NOT_OFFERED:
         return load_pixel_target(key)
-    if key == HOST:
-        prov = new_provenance(HOST, {"kind": LocalRunner.name})
-        table = LatencyTable.open(target_path(HOST), prov)
-        return MeasuredTarget(HOST, table, runner)
+    if key in LOCAL_TARGETS:
+        prov = new_provenance(key, _local_settings(key))
+        table = LatencyTable.open(target_path(key), prov)
+        return MeasuredTarget(key, table, runner, programs=programs)
     if not _NAME.fullmatch(name) or not (target_path(name) / META_FILE).is_file():
         raise _unknown(name)
-    return MeasuredTarget(name, LatencyTable.load(target_path(name)), runner)
+    return MeasuredTarget(
+        name, LatencyTable.load(target_path(name)), runner, programs=programs
+    )
+
+
+def _local_settings(name: str) -> dict:
+    runtime = LOCAL_TARGETS[name]
+    return {"kind": LocalRunner.name, **({"runtime": runtime} if runtime != "onnxruntime" else {})}
 
 
 def create_target(
@@ -137,18 +151,22 @@ def create_target(
     runs: int | None = None,
     warmup: int | None = None,
     check: bool = True,
+    programs: Mapping[str, str] | None = None,
 ) -> MeasuredTarget:
     """A new user target measured by the runner with settings ``runner``.
 
     With ``check`` the device is contacted first (``device_info``), so an
-    unreachable device leaves nothing behind.
+    unreachable device leaves nothing behind. ``programs`` are the runner's
+    host programs (default: the user's config; never saved with the table).
 
     Raises:
         ValueError: bad name or runner settings; the target exists.
         RunnerError: the device cannot be reached.
     """
     check_user_name(name)
-    live = make_runner(runner)  # checks the kind and the settings first
+    if programs is None:
+        programs = programs_for(name, _programs_of(runner))
+    live = make_runner(runner, programs=programs)  # checks the kind and the settings first
     path = target_path(name)
     if (path / META_FILE).exists():
         raise HwnasError(f"target {name!r} exists already ({path})")
@@ -163,23 +181,37 @@ def create_target(
     return MeasuredTarget(name, table, live)
 
 
-def target_for_build(name: str, settings: Mapping[str, Any] | None) -> MeasuredTarget:
+def _programs_of(settings: Mapping[str, Any]) -> Mapping[str, str]:
+    cls = RUNNERS.get(settings.get("kind"))  # type: ignore[arg-type]
+    return cls.programs if cls is not None else {}
+
+
+def target_for_build(
+    name: str, settings: Mapping[str, Any] | None, programs: Mapping[str, str] | None = None
+) -> MeasuredTarget:
     """The measured target ``build`` fills: ``host``, an existing user target, or a new one.
 
     A new user target needs runner ``settings`` (the device is contacted
     first); an existing one keeps its saved runner (other settings are an error).
+    ``programs`` (``{"perf_test": PATH}``, from the command line) override
+    the user's config for this build; they are never saved.
     """
-    if name.lower() == HOST:
-        if settings and settings["kind"] != LocalRunner.name:
+    given = {k: v for k, v in (programs or {}).items() if v is not None}
+    if name.lower() in LOCAL_TARGETS:
+        key = name.lower()
+        want = _local_settings(key)
+        if settings and dict(settings) != want:
             raise HwnasError(
-                f"host is measured with the local runner; name a user target for "
-                f"--runner {settings['kind']}"
+                f"{key} is measured with the local runner and {LOCAL_TARGETS[key]}; name a user "
+                f"target for --runner {settings['kind']} {settings.get('runtime', '')}".rstrip()
             )
-        return load_target(HOST)  # type: ignore[return-value]
+        if given:
+            raise HwnasError(f"{key} runs no program; --{next(iter(given))} applies to adb/ssh")
+        return load_target(key)  # type: ignore[return-value]
     if name.lower() in BUILTIN_NAMES or name.lower() in NOT_OFFERED:
         raise HwnasError(f"target {name!r} is a fitted model, not measured here: {MEASURED_ONLY}")
     if _NAME.fullmatch(name) and (target_path(name) / META_FILE).is_file():
-        t = load_target(name)
+        t = load_target(name, programs=_with_config(name, saved_kind(name), given))
         saved = t.provenance.get("runner")
         if settings is not None and dict(settings) != saved:
             raise HwnasError(
@@ -189,7 +221,25 @@ def target_for_build(name: str, settings: Mapping[str, Any] | None) -> MeasuredT
         return t  # type: ignore[return-value]
     if settings is None:
         raise HwnasError(f"{_unknown(name)}; to create {name!r} give --runner adb|ssh|local")
-    return create_target(name, settings)
+    return create_target(name, settings, programs=_with_config(name, settings["kind"], given))
+
+
+def saved_kind(name: str) -> str | None:
+    """The runner kind saved with user target ``name`` (None if unreadable)."""
+    try:
+        return (LatencyTable.load(target_path(name)).provenance.get("runner") or {}).get("kind")
+    except HwnasError:
+        return None
+
+
+def _with_config(name: str, kind: str | None, given: Mapping[str, str]) -> dict[str, str]:
+    cls = RUNNERS.get(kind)  # type: ignore[arg-type]
+    if cls is None:
+        return dict(given)
+    bad = [o for o in given if o not in cls.programs]
+    if bad:
+        raise HwnasError(f"--{bad[0].replace('_', '-')} does not apply to --runner {kind}")
+    return {**programs_for(name, cls.programs), **given}
 
 
 def describe_targets() -> list[dict]:
@@ -198,10 +248,10 @@ def describe_targets() -> list[dict]:
     for name in target_names():
         if name == "pixel1":
             continue  # an alias of pixel
-        if name == HOST and not (target_path(HOST) / META_FILE).is_file():
+        if name in LOCAL_TARGETS and not (target_path(name) / META_FILE).is_file():
             rows.append(
                 {
-                    "name": HOST,
+                    "name": name,
                     "kind": "measured",
                     "device": "this machine (no table yet)",
                     "entries": 0,

@@ -106,7 +106,7 @@ class LatencyTable(Mapping[str, Stats]):
 
     @property
     def overhead_ms(self) -> float | None:
-        """Per-call overhead measured with the first fill (None before any)."""
+        """Per-call overhead measured with the first fill (None before any; checked on load)."""
         v = self._prov.get("overhead_ms")
         return None if v is None else float(v)
 
@@ -235,8 +235,15 @@ def _read(path: Path) -> tuple[dict[str, Stats], dict]:
             f"{meta} is not an hwnas latency table (format {got!r}, expected {FORMAT!r})"
         )
     _check_version(meta, prov.get("format_version"))
+    _check_overhead(meta, prov.get("overhead_ms"))
     table = path / TABLE_FILE
     if not table.exists():
+        recorded = prov.get("entries")
+        if isinstance(recorded, int) and recorded > 0:
+            raise TableError(
+                f"latency table {table}: missing, but {meta.name} records {recorded} entries "
+                "(restore the file, or delete the folder to measure again)"
+            )
         return {}, prov
     try:
         tbl = pq.read_table(table)
@@ -264,7 +271,35 @@ def _read(path: Path) -> tuple[dict[str, Stats], dict]:
         raise TableError(f"latency table {table}: bad values ({e})") from None
     if len(entries) != tbl.num_rows:
         raise TableError(f"latency table {table}: duplicate keys")
+    for key, stats in entries.items():
+        _check_row(table, key, stats)
     return entries, prov
+
+
+def _check_overhead(meta: Path, value: object) -> None:
+    """``overhead_ms`` is absent (before the first fill) or a finite number >= 0."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:  # type: ignore[arg-type]
+        raise TableError(
+            f"latency table {meta}: overhead_ms must be a finite number >= 0 (ms), got {value!r}"
+        )
+
+
+def _check_row(table: Path, key: str, s: Stats) -> None:
+    """Every row is re-validated on load: a parsable key, finite times >= 0, n >= 1."""
+    try:
+        LayerKey.parse(key)
+    except HwnasError:
+        raise TableError(f"latency table {table}: malformed key {key!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in (s.median, s.p10, s.p90)):
+        raise TableError(
+            f"latency table {table}: key {key!r} has times {s.median}, {s.p10}, {s.p90} ms "
+            "(median, p10, p90 must be finite and >= 0)"
+        )
+    if s.n < 1:
+        raise TableError(f"latency table {table}: key {key!r} has n={s.n} (must be >= 1)")
 
 
 def _check_version(where: Path, version: object) -> None:

@@ -23,7 +23,16 @@ from typing import Any
 from hwnas.common.errors import HwnasError
 
 from .adb import AdbRunner, parse_perf_test_results
-from .base import DEFAULT_RUNS, DEFAULT_THREADS, DEFAULT_WARMUP, Runner, RunnerError, Stats
+from .base import (
+    DEFAULT_RUNS,
+    DEFAULT_RUNTIME,
+    DEFAULT_THREADS,
+    DEFAULT_WARMUP,
+    RUNTIMES,
+    Runner,
+    RunnerError,
+    Stats,
+)
 from .local import LocalRunner
 from .ssh import SshRunner
 
@@ -31,6 +40,8 @@ RUNNERS: dict[str, type[Runner]] = {cls.name: cls for cls in (LocalRunner, AdbRu
 RUNNER_KINDS = tuple(RUNNERS)
 # Every option of ``nas-latency build`` that some runner takes (derived).
 RUNNER_OPTIONS = tuple(dict.fromkeys(o for cls in RUNNERS.values() for o in cls.options))
+# Host programs some runner runs (``--adb``, ``--perf-test``...), derived likewise.
+RUNNER_PROGRAMS = tuple(dict.fromkeys(o for cls in RUNNERS.values() for o in cls.programs))
 
 
 def _runner_class(kind: object) -> type[Runner]:
@@ -39,15 +50,50 @@ def _runner_class(kind: object) -> type[Runner]:
     return RUNNERS[kind]  # type: ignore[index]
 
 
-def make_runner(settings: Mapping[str, Any]) -> Runner:
-    """A runner from its saved settings: ``{"kind": NAME, **constructor keywords}``."""
+def make_runner(
+    settings: Mapping[str, Any],
+    *,
+    programs: Mapping[str, Any] | None = None,
+    where: str | None = None,
+    **trusted: Any,
+) -> Runner:
+    """A runner from its saved settings: ``{"kind": NAME, **constructor keywords}``.
+
+    Saved settings (a target's ``provenance.json``) may hold only the
+    runner's ``options`` and ``saved`` keywords; a program path there is
+    refused, never run. ``programs`` (from the command line or
+    :func:`hwnas.latency.user_config.programs_for`) sets the runner's host
+    programs by option name (``{"adb": "/opt/adb", "perf_test": "..."}``);
+    ``trusted`` are keywords set by hwnas itself (a worker's ``cpus``).
+    ``where`` names the settings' file in error messages.
+    """
     opts = dict(settings)
     cls = _runner_class(opts.pop("kind", None))
+    origin = f"{where}: " if where else ""
+    prog_kw = set(cls.programs.values()) | {"adb", "ssh", "perf_test", "python"}
+    allowed = set(cls.options.values()) | set(cls.saved)
+    for key in opts:
+        if key in prog_kw and key not in allowed:
+            raise HwnasError(
+                f"{origin}runner settings name the program {key!r}; programs come only from "
+                "the command line or the user's config, never from a target's files"
+            )
+        if key not in allowed:
+            raise HwnasError(
+                f"{origin}runner setting {key!r} is not one runner {cls.name!r} takes "
+                f"(allowed: {', '.join(sorted(allowed)) or 'none'})"
+            )
+    for opt, value in (programs or {}).items():
+        if value is None:
+            continue
+        if opt not in cls.programs:
+            raise HwnasError(f"runner {cls.name!r} runs no program {opt!r}")
+        opts[cls.programs[opt]] = str(value)
     try:
-        return cls(**opts)
-    except TypeError as e:  # a keyword the runner does not take (a hand-edited table)
+        return cls(**opts, **trusted)
+    except TypeError as e:  # a keyword the runner does not take
         raise HwnasError(
-            f"runner settings {dict(settings)} do not fit runner {cls.name!r}: {e}"
+            f"{origin}runner settings {dict(settings)} do not fit runner {cls.name!r}: {e}"
         ) from None
 
 
@@ -81,6 +127,8 @@ def runner_settings(kind: str | None, **given: Any) -> dict | None:
             raise HwnasError(f"--runner {kind} needs --{opt} {opt.upper()}")
     settings: dict[str, Any] = {"kind": kind}
     for opt, value in given.items():
+        if opt == "runtime" and value == DEFAULT_RUNTIME:
+            continue  # the default is saved as no setting (tables made before runtimes)
         settings[cls.options[opt]] = _check_option(opt, value)
     return settings
 
@@ -91,6 +139,10 @@ def _check_option(opt: str, value: Any) -> Any:
         if not value > 0:
             raise HwnasError(f"--timeout must be a positive number of seconds, got {value}")
         return float(value)
+    if opt == "runtime":
+        if value not in RUNTIMES:
+            raise HwnasError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {value!r}")
+        return value
     if opt == "identity":
         ident = Path(value).expanduser().resolve()
         if not ident.is_file():
@@ -106,6 +158,8 @@ __all__ = [
     "RUNNERS",
     "RUNNER_KINDS",
     "RUNNER_OPTIONS",
+    "RUNNER_PROGRAMS",
+    "RUNTIMES",
     "AdbRunner",
     "LocalRunner",
     "Runner",

@@ -31,6 +31,8 @@ DEFAULT_THREADS = 1  # MnasNet/MobileNetV3 papers: one big core
 DEFAULT_WARMUP = 10
 DEFAULT_RUNS = 50
 CLOCK_CHOICES = ("auto", *protocol.CLOCKS)
+RUNTIMES = ("onnxruntime", "tflite")  # onnxruntime: .onnx files; tflite: LiteRT .tflite files
+DEFAULT_RUNTIME = "onnxruntime"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +69,22 @@ class Runner(ABC):
     :mod:`hwnas.latency.runners`): ``name`` is its ``--runner`` value,
     ``options`` maps the build options that apply to it to the constructor
     keyword they set (``{"device": "serial"}``), ``required`` lists the
-    options it cannot do without.
+    options it cannot do without, ``saved`` the other keywords a target's
+    saved settings may hold, ``programs`` the host programs it runs (given
+    only on the command line or in the user's config, see
+    :mod:`hwnas.latency.user_config`). ``runtime`` is ``onnxruntime`` or
+    ``tflite``: which model files :meth:`measure` takes.
     """
 
     name: ClassVar[str]
     options: ClassVar[Mapping[str, str]] = {}
     required: ClassVar[tuple[str, ...]] = ()
+    # Constructor keywords a saved target may set besides ``options`` (never a program).
+    saved: ClassVar[tuple[str, ...]] = ()
+    # Programs on this host the runner executes: option name -> constructor keyword.
+    # They come only from the command line or the user's config, never from a table.
+    programs: ClassVar[Mapping[str, str]] = {}
+    runtime: str = DEFAULT_RUNTIME  # the runtime the runner measures with (model format follows)
     accepts_bytes: ClassVar[bool] = False  # models may be serialized ONNX instead of paths
 
     def measure(

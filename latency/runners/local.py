@@ -18,7 +18,7 @@ from typing import ClassVar
 from hwnas.common.errors import HwnasError
 
 from . import protocol
-from .base import DEFAULT_THREADS, OrtTiming, Runner, RunnerError, Stats
+from .base import DEFAULT_RUNTIME, DEFAULT_THREADS, RUNTIMES, OrtTiming, Runner, RunnerError, Stats
 
 # Re-exported for callers that tune the protocol (values live in protocol.py).
 FLUSH_MB, MIN_TIME_MS, MAX_RUNS = protocol.FLUSH_MB, protocol.MIN_TIME_MS, protocol.MAX_RUNS
@@ -49,9 +49,13 @@ class LocalRunner(Runner):
             cores, fastest first).
         pin: pin the measuring thread(s) to those cores.
         clock, flush_mb, min_time_ms, max_runs: see :class:`OrtTiming`.
+        runtime: ``onnxruntime`` (``.onnx`` models) or ``tflite`` (``.tflite``
+            models, the LiteRT interpreter), timed by the same protocol.
     """
 
     name: ClassVar[str] = "local"
+    options: ClassVar[Mapping[str, str]] = {"runtime": "runtime"}
+    saved: ClassVar[tuple[str, ...]] = ("pin", "clock", "flush_mb", "min_time_ms", "max_runs")
     accepts_bytes: ClassVar[bool] = True
 
     def __init__(
@@ -63,7 +67,11 @@ class LocalRunner(Runner):
         flush_mb: float = FLUSH_MB,
         min_time_ms: float = MIN_TIME_MS,
         max_runs: int = MAX_RUNS,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise HwnasError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.runtime = runtime
         self.timing = OrtTiming(clock, flush_mb, min_time_ms, max_runs)
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         if cpus is not None:
@@ -72,15 +80,15 @@ class LocalRunner(Runner):
                 raise HwnasError(
                     f"cpus must be a non-empty subset of the allowed cores {allowed}, got {list(cpus)}"
                 )
-        self.cpus = (
-            list(cpus)
-            if cpus is not None
-            else (protocol.fastest_cpus(len(allowed)) if allowed else [])
-        )
+        # fastest first: one worker (host) takes the fastest core, not core 0
+        self.cpus = list(cpus) if cpus is not None else ranked_cpus(allowed)
         self.pin = pin
 
     def protocol(self, threads: int = DEFAULT_THREADS) -> dict:
-        return {**self.timing.record(threads), "pinned": self.pin}
+        rec = {**self.timing.record(threads), "pinned": self.pin}
+        if self.runtime == "tflite":
+            rec.update(io_binding=False, tool="LiteRT interpreter (ai-edge-litert), XNNPACK")
+        return rec
 
     def worker_cpus(self, workers: int, threads: int) -> list[list[int]]:
         """The cores of each of ``workers`` measuring processes (``threads`` each, disjoint)."""
@@ -113,6 +121,7 @@ class LocalRunner(Runner):
                         flush_mb=t.flush_mb,
                         min_time_ms=t.min_time_ms,
                         max_runs=t.max_runs,
+                        runtime=self.runtime,
                     )[name]
                 except Exception as e:  # onnxruntime raises its own types
                     first = (str(e).strip().splitlines() or [""])[0]
@@ -123,4 +132,16 @@ class LocalRunner(Runner):
         return out
 
     def device_info(self) -> dict:
-        return {**protocol.device_info(), "runner": self.name, "measurement": self.protocol()}
+        info = {**protocol.device_info(), "runner": self.name, "measurement": self.protocol()}
+        if self.runtime == "tflite":
+            from .litert import tflite_version
+
+            info.update(runtime="tflite (LiteRT interpreter)", runtime_version=tflite_version())
+        return info
+
+
+def ranked_cpus(allowed: Sequence[int]) -> list[int]:
+    """``allowed`` cores, highest maximum clock first (ties: higher number first, as Android
+    numbers its big cores last); on a machine without cpufreq, the order is by number, high first.
+    """
+    return sorted(allowed, key=lambda c: (protocol.max_freq(c), c), reverse=True)

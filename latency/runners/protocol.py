@@ -45,6 +45,7 @@ FLUSH_MB = 12.0  # see the module docstring: measured, not derived
 MIN_TIME_MS = 5.0  # timed milliseconds per model before the median is trusted
 MAX_RUNS = 60  # cap for very fast models (each run also pays a flush, ~0.35 ms for 12 MB)
 CLOCKS = ("wall", "cpu")
+RUNTIMES = ("onnxruntime", "tflite")  # tflite: the LiteRT interpreter (ai-edge-litert)
 CLOCK_CHOICES = ("auto", *CLOCKS)  # auto: cpu with one thread, else wall
 INPUT_SEED = 0  # inputs are random normal draws; the seed only makes runs repeatable
 _CPUFREQ = "/sys/devices/system/cpu/cpu{}/cpufreq/cpuinfo_max_freq"
@@ -102,7 +103,8 @@ def cpu_model() -> str:
     return cpu_model_from(text) or platform.processor() or "unknown"
 
 
-def _max_freq(cpu: int) -> int:
+def max_freq(cpu: int) -> int:
+    """Core ``cpu``'s maximum clock in kHz (0 when unknown)."""
     try:
         return int(Path(_CPUFREQ.format(cpu)).read_text().strip())
     except (OSError, ValueError):
@@ -115,7 +117,7 @@ def fastest_cpus(count: int) -> list[int]:
     Ties go to the higher core number (Android numbers big cores last).
     """
     allowed = sorted(os.sched_getaffinity(0))
-    ranked = sorted(allowed, key=lambda c: (_max_freq(c), c), reverse=True)
+    ranked = sorted(allowed, key=lambda c: (max_freq(c), c), reverse=True)
     return sorted(ranked[: max(1, count)])
 
 
@@ -299,20 +301,30 @@ def measure_models(
     flush_mb: float = FLUSH_MB,
     min_time_ms: float = MIN_TIME_MS,
     max_runs: int = MAX_RUNS,
+    runtime: str = "onnxruntime",
 ) -> dict[str, dict]:
     """Statistics (ms) per model (a path or serialized bytes) under the protocol.
 
     Each model gets a session (:func:`make_session`) run through an IO binding
-    (:func:`bound_call`), timed by :func:`time_calls` with ``flush_mb`` written
-    before every timed run. The caller pins the process or thread.
+    (:func:`bound_call`), or with ``runtime="tflite"`` a LiteRT interpreter
+    (:func:`tflite_call`), timed by :func:`time_calls` with ``flush_mb``
+    written before every timed run. The caller pins the process or thread.
     """
     import numpy as np
 
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     resolved = resolve_clock(clock, threads)
     flush = _kept_flusher(flush_mb)
     out = {}
     for name, model in models.items():
-        call = bound_call(make_session(model, threads), np.random.default_rng(INPUT_SEED))
+        rng = np.random.default_rng(INPUT_SEED)
+        if runtime == "tflite":  # only where hwnas is installed (not on an ssh board)
+            from hwnas.latency.runners.litert import tflite_call
+
+            call = tflite_call(model, threads, rng)
+        else:
+            call = bound_call(make_session(model, threads), rng)
         times = time_calls(
             call,
             warmup=warmup,

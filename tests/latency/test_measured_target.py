@@ -197,3 +197,35 @@ def test_parallel_fill_needs_the_local_runner(tmp_path: Path) -> None:
         ValueError, match="--workers 2 needs the local runner; target 'b' uses 'ssh'"
     ):
         t.fill(layer_keys(SMALL, RES), workers=2)
+
+
+class _Drifted(FakeRunner):
+    """The same fake device after an upgrade of its runtime."""
+
+    def __init__(self, **changes: str) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def device_info(self) -> dict:
+        return {**super().device_info(), **self.changes}
+
+
+@pytest.mark.parametrize(
+    "changes, what",
+    [({"runtime_version": "1"}, "runtime_version '0'"), ({"cpu": "other"}, "cpu 'imaginary'")],
+)
+def test_a_fill_refuses_another_runtime_or_device(
+    tmp_path: Path, counted: list[LayerKey], changes: dict, what: str
+) -> None:
+    keys = layer_keys(SMALL, RES)
+    t = _target(tmp_path)
+    t.fill(keys[:3])
+    prov = t.table.provenance
+    assert prov["fingerprint"] == {"cpu": "imaginary", "runtime": "fake", "runtime_version": "0"}
+    assert prov["fills"][0]["keys"] == 3
+    before = (t.table.path / "provenance.json").read_text()
+    other = MeasuredTarget("dev", LatencyTable.load(t.table.path), _Drifted(**changes))
+    with pytest.raises(ValueError, match=rf"measured with {what}.*\(e\.g\. --target dev-2\)$"):
+        other.fill(keys[3:6])
+    assert (t.table.path / "provenance.json").read_text() == before
+    assert len(LatencyTable.load(t.table.path)) == 3

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from hwnas.common.errors import HwnasError
 from hwnas.common.home import hwnas_home
+from hwnas.latency.keys import LayerKey
 from hwnas.latency.measured_target import MeasuredTarget
 from hwnas.latency.pixel import PixelTarget
 from hwnas.latency.registry import (
@@ -37,10 +41,10 @@ def test_builtin_names(home: Path) -> None:
 
 
 def test_unknown_target_lists_known_ones(home: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown target 'nope': known are host, pixel, pixel1 "):
+    with pytest.raises(ValueError, match=r"unknown target 'nope': known are host, pixel, pixel1, host-tflite "):
         load_target("nope")
     create_target("board", {"kind": "ssh", "host": "rpi.invalid"}, check=False)
-    with pytest.raises(ValueError, match="known are host, pixel, pixel1, board"):
+    with pytest.raises(ValueError, match="known are host, pixel, pixel1, host-tflite, board"):
         load_target("nope")
     with pytest.raises(ValueError, match="unknown target"):
         load_target("../etc")
@@ -97,7 +101,9 @@ def test_bad_user_names(home: Path, name: str, match: str) -> None:
 
 def test_unreachable_device_leaves_nothing(home: Path) -> None:
     with pytest.raises(RunnerError):
-        create_target("phone", {"kind": "adb", "serial": "X", "adb": "/nonexistent/adb"})
+        create_target(
+            "phone", {"kind": "adb", "serial": "X"}, programs={"adb": "/nonexistent/adb"}
+        )
     assert not target_path("phone").exists()
 
 
@@ -113,7 +119,7 @@ def test_describe_targets_asks_each_target(home: Path) -> None:
     create_target("broken", {"kind": "ssh", "host": "h.invalid"}, check=False)
     (target_path("broken") / META_FILE).write_text("{")
     rows = {r["name"]: r for r in describe_targets()}
-    assert list(rows) == ["host", "pixel", "board", "broken"]  # pixel1 is an alias
+    assert list(rows) == ["host", "pixel", "host-tflite", "board", "broken"]  # pixel1: an alias
     assert rows["host"]["device"] == "this machine (no table yet)"
     assert rows["pixel"] == load_target("pixel").describe()
     assert rows["board"] == load_target("board").describe()
@@ -134,3 +140,43 @@ def test_target_for_build(home: Path) -> None:
     assert target_for_build("board", settings).name == "board"
     with pytest.raises(ValueError, match="exists with runner"):
         target_for_build("board", {"kind": "ssh", "host": "other.invalid"})
+
+
+def test_planted_program_in_provenance_is_refused_not_run(home: Path, tmp_path: Path) -> None:
+    """A target folder must not choose what runs here: ``adb``/``ssh`` paths there are refused."""
+    witness = tmp_path / "ran"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {witness}\n")
+    evil.chmod(0o755)
+    for kind, settings in (
+        ("adb", {"kind": "adb", "serial": "X", "adb": str(evil)}),
+        ("ssh", {"kind": "ssh", "host": "h", "ssh": str(evil)}),
+        ("adb", {"kind": "adb", "serial": "X", "perf_test": str(evil)}),
+    ):
+        create_target("planted", {"kind": kind, **{k: v for k, v in settings.items() if k in (
+            "serial", "host")}}, check=False)
+        meta = target_path("planted") / META_FILE
+        doc = json.loads(meta.read_text())
+        doc["runner"] = settings
+        meta.write_text(json.dumps(doc))
+        target = load_target("planted")
+        key = LayerKey.parse("stem_k3_s2_c16_nhs|3x32x32")
+        with pytest.raises(HwnasError, match=r"provenance.json: runner settings name the program"):
+            target.fill([key])
+        assert not witness.exists()
+        shutil.rmtree(target_path("planted"))
+
+
+def test_programs_come_from_the_user_config(home: Path, tmp_path: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    tool = tmp_path / "benchmark_model"
+    tool.write_bytes(b"\x7fELF")
+    (home / "config.yaml").write_text(
+        f"programs:\n  adb: /opt/adb\ntargets:\n  phone:\n    perf_test: {tool}\n"
+    )
+    create_target("phone", {"kind": "adb", "serial": "X"}, check=False)
+    runner = load_target("phone").runner
+    assert runner.adb == "/opt/adb"
+    assert runner.host_tool == tool
+    with pytest.raises(HwnasError, match="--ssh does not apply to --runner adb"):
+        target_for_build("phone", None, {"ssh": "/usr/bin/ssh"})

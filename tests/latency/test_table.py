@@ -165,3 +165,59 @@ def test_newer_parquet_version(tmp_path: Path) -> None:
     pq.write_table(tbl.replace_schema_metadata({b"hwnas": marker}), t.path / TABLE_FILE)
     with pytest.raises(TableError, match="format version 7"):
         LatencyTable.load(t.path)
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.name != ".lock"}
+
+
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        ({"median": float("nan")}, r"key 'stem_k3_s2_c16_nhs\|3x64x64' has times nan"),
+        ({"p10": -0.5}, r"key 'stem_k3_s2_c16_nhs\|3x64x64' has times .* finite and >= 0"),
+        ({"p90": float("inf")}, r"has times"),
+        ({"n": 0}, r"has n=0"),
+        ({"key": "not a key"}, r"malformed key 'not a key'"),
+    ],
+)
+def test_loading_revalidates_every_row(tmp_path: Path, row: dict, match: str) -> None:
+    t = _fresh(tmp_path).update({k: _stats(i) for i, k in enumerate(KEYS[:3])})
+    frame = t.to_frame()
+    for col, value in row.items():
+        frame[col] = frame[col].astype(object) if col == "key" else frame[col]
+        frame.loc[0, col] = value
+    # write the bad row with the table's own writer (bypassing its checks), marker included
+    entries = {
+        k: Stats(m, a, b, n) for k, m, a, b, n in frame.itertuples(index=False, name=None)
+    }
+    table_mod._write(t.path, entries, t.provenance)
+    before = _files(t.path)
+    with pytest.raises(TableError, match=match) as e:
+        LatencyTable.load(t.path)
+    assert str(t.path / TABLE_FILE) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(TableError, match=match):
+        t.update({KEYS[5]: _stats(5)})  # a write re-reads the disk first: refused too
+    assert _files(t.path) == before  # nothing changed on disk
+
+
+@pytest.mark.parametrize("value", ["abc", -1.0, float("nan"), True, [1]])
+def test_overhead_must_be_a_finite_number(tmp_path: Path, value: object) -> None:
+    t = _fresh(tmp_path).update({KEYS[0]: _stats(0)})
+    meta = t.path / META_FILE
+    doc = json.loads(meta.read_text())
+    doc["overhead_ms"] = value
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(TableError, match=r"provenance.json: overhead_ms must be a finite number"):
+        LatencyTable.load(t.path)
+
+
+def test_missing_parquet_with_entries_is_an_error_not_a_rebuild(tmp_path: Path) -> None:
+    t = _fresh(tmp_path).update({k: _stats(i) for i, k in enumerate(KEYS[:4])})
+    (t.path / TABLE_FILE).unlink()
+    before = _files(t.path)
+    with pytest.raises(TableError, match=r"table.parquet: missing, but provenance.json records 4"):
+        LatencyTable.load(t.path)
+    with pytest.raises(TableError, match="missing"):
+        t.update({KEYS[5]: _stats(5)})
+    assert _files(t.path) == before

@@ -6,12 +6,15 @@ options and result-file format.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from fakes import NAMES
 
+from hwnas.common.errors import HwnasError
 from hwnas.latency.runners import AdbRunner, RunnerError, Stats, parse_perf_test_results, protocol
 
 FAKE_ADB = Path(__file__).with_name("fake_adb")
@@ -87,7 +90,17 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeAdb:
     home = tmp_path / "phone"
     home.mkdir()
     monkeypatch.setenv("FAKE_ADB_DIR", str(home))
+    # the fake (#!/usr/bin/env python3) runs models with this interpreter's onnxruntime/LiteRT
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return FakeAdb(home)
+
+
+REMOTE = "/data/local/tmp/hwnas"
+TOOL = f"{REMOTE}/bin/onnxruntime_perf_test"
+
+
+def pushes(fake: FakeAdb) -> list[list[str]]:
+    return [c["argv"] for c in fake.calls() if "push" in c.get("argv", [])]
 
 
 def test_adb_runner_pushes_runs_perf_test_and_drops_warmup(
@@ -102,32 +115,72 @@ def test_adb_runner_pushes_runs_perf_test_and_drops_warmup(
     for run, stem in zip(runs, ("m0000", "m0001"), strict=True):
         assert run["taskset"] == "80"  # cpu7, the prime core
         assert run["perf_test"] == [
-            "/data/local/tmp/hwnas/onnxruntime_perf_test",
-            "-e",
-            "cpu",
-            "-m",
-            "times",
-            "-r",
-            "8",
-            "-x",
-            "1",
-            "-y",
-            "1",
-            "-o",
-            "99",
-            "-I",
-            "-s",
-            f"{stem}.onnx",
-            f"{stem}.csv",
+            TOOL, "-e", "cpu", "-m", "times", "-r", "8", "-x", "1", "-y", "1", "-o", "99",
+            "-I", "-s", f"{stem}.onnx", f"{stem}.csv",
         ]
-    pushes = [c["argv"] for c in fake.calls() if "push" in c.get("argv", [])]
-    assert len(pushes) == 1 and pushes[0][-1] == "/data/local/tmp/hwnas/"
+    assert [p[-1] for p in pushes(fake)] == [f"{REMOTE}/bin/", f"{REMOTE}/work/"]
     assert all(
         c["argv"][:2] == ["-s", SERIAL]
         for c in fake.calls()
         if "argv" in c and c["argv"] != ["devices"]
     )
-    assert not fake.device_path("/data/local/tmp/hwnas").exists()  # cleaned up
+    # the models are gone, the tool and the runner's mark stay for the next build
+    assert sorted(p.name for p in fake.device_path(REMOTE).rglob("*")) == [
+        ".hwnas-runner", "bin", "onnxruntime_perf_test", "work"
+    ]
+
+
+def test_adb_runner_pushes_the_tool_once_across_builds(
+    fake: FakeAdb, models: dict[str, Path]
+) -> None:
+    fake.runner().measure(models, runs=2, warmup=0)
+    fake.runner().measure(models, runs=2, warmup=0)  # a second build: a new runner
+    tool_pushes = [p for p in pushes(fake) if p[-1].endswith("/bin/")]
+    assert len(tool_pushes) == 1
+    fake.tool.write_bytes(b"\x7fELF a newer build\n")  # a new binary is pushed again
+    fake.runner().measure(models, runs=2, warmup=0)
+    assert len([p for p in pushes(fake) if p[-1].endswith("/bin/")]) == 2
+
+
+def test_adb_runner_uses_the_kept_tool_without_perf_test(
+    fake: FakeAdb, models: dict[str, Path]
+) -> None:
+    with pytest.raises(RunnerError, match=r"no onnxruntime_perf_test in .*--perf-test PATH"):
+        fake.runner(perf_test=None).measure(models, runs=2, warmup=0)
+    fake.runner().measure(models, runs=2, warmup=0)
+    stats = fake.runner(perf_test=None).measure(models, runs=2, warmup=0)
+    assert [s.n for s in stats.values()] == [2, 2]
+
+
+def test_adb_runner_measures_with_onnxruntime_behind_the_fake(
+    fake: FakeAdb, models: dict[str, Path]
+) -> None:
+    fake.write(times_s=None)  # the fake's onnxruntime times the models for real
+    stats = fake.runner().measure(models, runs=3, warmup=1)
+    assert all(s.n == 3 and 0 < s.p10 <= s.median <= s.p90 for s in stats.values())
+
+
+@pytest.mark.parametrize(
+    "remote_dir",
+    ["/sdcard", "/sdcard/hwnas", "/data/local/tmp", "/data/local/tmp/../x", "/data",
+     "/data/local/tmp/hw nas; rm -rf x", "relative", "/"],
+)
+def test_adb_runner_refuses_folders_it_may_not_own(remote_dir: str) -> None:
+    with pytest.raises(HwnasError, match=r"remote_dir must be a folder under /data/local/tmp/"):
+        AdbRunner(SERIAL, remote_dir=remote_dir)
+
+
+def test_adb_runner_never_touches_a_folder_it_did_not_make(
+    fake: FakeAdb, models: dict[str, Path]
+) -> None:
+    mine = fake.device_path(f"{REMOTE}/users_file")
+    mine.parent.mkdir(parents=True)
+    mine.write_text("keep me")
+    with pytest.raises(RunnerError, match=r"exists but was not made by hwnas .*move it away"):
+        fake.runner().measure(models, runs=2, warmup=0)
+    assert mine.read_text() == "keep me"
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["users_file"]
+    assert not any("rm" in " ".join(c.get("argv", [])) for c in fake.calls())
 
 
 @pytest.mark.parametrize(
@@ -149,27 +202,13 @@ def test_adb_runner_without_taskset_runs_unpinned(fake: FakeAdb, models: dict[st
     assert [r["taskset"] for r in fake.perf_runs()] == [None, None]
 
 
-def test_adb_runner_quotes_remote_paths(fake: FakeAdb, models: dict[str, Path]) -> None:
-    stats = fake.runner(remote_dir="/data/local/tmp/hw nas; rm -rf x").measure(
-        models, runs=3, warmup=0
-    )
-    assert [s.n for s in stats.values()] == [3, 3]
-    assert (
-        fake.perf_runs()[0]["perf_test"][0]
-        == "/data/local/tmp/hw nas; rm -rf x/onnxruntime_perf_test"
-    )
-
-
 def test_adb_runner_uses_a_tool_already_on_the_device(
     fake: FakeAdb, models: dict[str, Path]
 ) -> None:
     fake.write(installed=["onnxruntime_perf_test"])
     fake.runner(perf_test="onnxruntime_perf_test").measure(models, runs=2, warmup=0)
     assert [r["perf_test"][0] for r in fake.perf_runs()] == ["onnxruntime_perf_test"] * 2
-    assert not any(
-        "push" in c.get("argv", []) and "onnxruntime_perf_test" in c["argv"][-2]
-        for c in fake.calls()
-    )
+    assert [p[-1] for p in pushes(fake)] == [f"{REMOTE}/work/"]
 
 
 @pytest.mark.parametrize(
@@ -217,12 +256,15 @@ def test_adb_failures_are_one_line_runner_errors(
 def test_adb_hung_device_times_out(fake: FakeAdb, models: dict[str, Path]) -> None:
     fake.write(hang=True)
     with pytest.raises(
-        RunnerError, match=rf"^adb device {SERIAL} failed: no answer within 1.5 s \(preparing"
+        RunnerError, match=rf"^adb device {SERIAL} failed: no answer within 1.5 s \(looking at"
     ):
         fake.runner(timeout=1.5).measure(models, runs=2, warmup=0)
 
 
 def test_adb_device_info(fake: FakeAdb) -> None:
+    (fake.home / "fs/sys/devices/system/cpu/cpu7/cpufreq/scaling_governor").write_text(
+        "schedutil\n"
+    )
     info = fake.runner(runtime_version="1.18.0").device_info()
     assert info == {
         "transport": "adb",
@@ -234,6 +276,9 @@ def test_adb_device_info(fake: FakeAdb) -> None:
         "abi": "arm64-v8a",
         "soc": "Qualcomm SM8150",
         "cpu": "Qualcomm SM8150",
+        "big_cores": [7],
+        "big_core_max_khz": 2841600,
+        "governor": "schedutil",
         "runtime": "onnxruntime (onnxruntime_perf_test)",
         "runtime_version": "1.18.0",
     }
@@ -255,7 +300,8 @@ def test_parse_perf_test_results_reads_the_real_result_file_format() -> None:
     [
         ({"serial": "-d"}, "serial must be"),
         ({"timeout": 0}, "timeout"),
-        ({"remote_dir": "/data/local/tmp"}, "dedicated"),
+        ({"remote_dir": "/data/local/tmp"}, "remote_dir must be a folder under"),
+        ({"runtime": "tensorrt"}, "runtime must be one of onnxruntime, tflite"),
         ({"cpus": [-1]}, "cpus"),
     ],
 )

@@ -90,3 +90,17 @@ def test_cpu_clock_needs_one_thread_and_workers_need_cores() -> None:
     cores = runner.worker_cpus(len(runner.cpus), 1)
     assert sorted(c for cs in cores for c in cs) == sorted(runner.cpus)
     assert LocalRunner(pin=False).worker_cpus(3, 1) == [[], [], []]
+
+
+def test_host_pins_to_the_fastest_core_not_core_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from hwnas.latency.runners import local, protocol
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    clocks = {0: 1800000, 1: 1800000, 2: 2400000, 3: 2900000}  # big.LITTLE: core 3 is the big one
+    monkeypatch.setattr(protocol, "max_freq", lambda c: clocks[c])
+    runner = local.LocalRunner()
+    assert runner.cpus[0] == 3
+    assert runner.worker_cpus(1, 1) == [[3]]
+    assert runner.worker_cpus(2, 1) == [[3], [2]]

@@ -58,7 +58,7 @@ def test_make_runner_from_saved_settings(tmp_path: Path) -> None:
         make_runner({"kind": "usb"})
     with pytest.raises(ValueError, match="port must be"):
         make_runner({"kind": "ssh", "host": "h", "port": 0})
-    with pytest.raises(ValueError, match="do not fit runner 'adb'"):
+    with pytest.raises(ValueError, match="runner setting 'colour' is not one runner 'adb' takes"):
         make_runner({"kind": "adb", "serial": "S1", "colour": "red"})
 
 

@@ -31,7 +31,7 @@ from hwnas.space.cli import DEFAULT_RESOLUTION, width_multiplier
 
 from .commands import COMMANDS
 from .registry import HOST
-from .runners import RUNNER_KINDS
+from .runners import RUNNER_KINDS, RUNTIMES
 
 DEFAULT_SPACE = "mobilenetv3"
 DEFAULT_VALIDATE_N = 20
@@ -56,6 +56,20 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="S",
         help="seconds each step with the device may take (adb, ssh; default 600)",
+    )
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=None,
+        help="onnxruntime (default) or tflite (LiteRT; benchmark_model on a phone)",
+    )
+    g.add_argument(
+        "--perf-test",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="host path of the phone's benchmark program (onnxruntime_perf_test or "
+        "benchmark_model); pushed once, kept on the phone; not saved (config.yaml can set it)",
     )
 
 
@@ -94,6 +108,15 @@ def make_parser() -> argparse.ArgumentParser:
         help="parallel measuring processes, one core each (local runner only)",
     )
     _runner_args(b)
+
+    d = sub.add_parser(
+        "doctor",
+        help="check what a device build needs, one line each",
+        description="Check everything `build --runner adb` needs (adb, the device, its folder, "
+        "taskset, free space, the benchmark program) and print what to fix.",
+    )
+    d.add_argument("--target", default=None, metavar="NAME", help="use this target's settings")
+    _runner_args(d)
 
     v = sub.add_parser("validate", help="measure random networks end to end vs predictions")
     v.add_argument(

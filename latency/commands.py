@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 from rich.console import Console
@@ -25,8 +26,8 @@ from hwnas.space.cli import resolve_arch
 
 from .keys import LayerKey, layer_keys
 from .measured_target import MeasuredTarget
-from .registry import describe_targets, load_target, target_for_build
-from .runners import RUNNER_OPTIONS, runner_settings
+from .registry import LOCAL_TARGETS, describe_targets, load_target, target_for_build
+from .runners import RUNNER_OPTIONS, make_runner, runner_settings
 from .space_latency import space_keys
 from .target import Target
 from .validation import measure_network, record_validation, validate, write_validation
@@ -57,8 +58,37 @@ def _space(name: str) -> Any:
 
 
 def _build_target(args: argparse.Namespace) -> MeasuredTarget:
-    settings = runner_settings(args.runner, **{o: getattr(args, o) for o in RUNNER_OPTIONS})
-    return target_for_build(args.target, settings)
+    kind = args.runner
+    if kind is None and args.runtime is not None and args.target.lower() in LOCAL_TARGETS:
+        kind = "local"  # build --target host-tflite --runtime tflite
+    settings = runner_settings(kind, **{o: getattr(args, o) for o in RUNNER_OPTIONS})
+    return target_for_build(args.target, settings, _programs(args))
+
+
+def _programs(args: argparse.Namespace) -> dict:
+    given = {"perf_test": getattr(args, "perf_test", None)}
+    return {k: str(Path(v).expanduser().resolve()) for k, v in given.items() if v is not None}
+
+
+def _cmd_doctor(args: argparse.Namespace, console: Console) -> None:
+    from .runners.adb import AdbRunner
+    from .runners.adb_doctor import doctor
+
+    if args.target is not None and args.runner is None:
+        runner = _measured(args.target).runner
+    else:
+        if args.runner != "adb":
+            raise UsageError("doctor checks phones: give --runner adb --device SERIAL")
+        settings = runner_settings("adb", **{o: getattr(args, o) for o in RUNNER_OPTIONS})
+        runner = make_runner(settings, programs=_programs(args))
+    if not isinstance(runner, AdbRunner):
+        raise UsageError("doctor checks phones (adb targets)")
+    checks = doctor(runner)
+    for ok, line in checks:
+        console.print(("ok   " if ok else "FIX  ") + line, highlight=False, markup=False,
+                      soft_wrap=True)
+    if not all(ok for ok, _ in checks):
+        raise SystemExit(1)
 
 
 def _fmt_err(val: dict | None) -> str:
@@ -247,6 +277,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], None]] = {
     "targets": _cmd_targets,
     "build": _cmd_build,
+    "doctor": _cmd_doctor,
     "validate": _cmd_validate,
     "predict": _cmd_predict,
     "measure": _cmd_measure,

@@ -68,10 +68,8 @@ def test_supernet_search_end_to_end(tiny_space, home: Path, tmp_path: Path) -> N
     notes: list[str] = []
     run_dir = run_search(_config(data, tmp_path / "run", retrain_epochs=1), notify=notes.append)
     assert any(n.startswith("training supernet ") for n in notes), notes
-    # 16 px: the tiny frame's last block sees a 2x2 map; the warning says so, once
-    assert [n for n in notes if n.startswith("warning: ")] == [
-        n for n in notes if n.startswith("warning: at --proxy-resolution 16 the kernel choices")]
-    assert len([n for n in notes if n.startswith("warning: ")]) == 1
+    # at 16 px the tiny frame's smallest map is 4x4, where 3, 5 and 7 all differ: no warning
+    assert not [n for n in notes if n.startswith("warning: ")], notes
     for f in ("best.json", "best.pt", "best.onnx", "acc_vs_latency.png", "family.json",
               "retrain.json", "retrained.pt"):
         assert (run_dir / f).is_file(), f

@@ -172,6 +172,11 @@ class MeasuredTarget(Target):
         missing = self.table.missing(list(keys))
         if not missing:
             return 0
+        if self.runner.runtime != "onnxruntime":
+            raise HwnasError(
+                f"target {self.name!r} measures with {self.runner.runtime}, whose per-layer "
+                "models hwnas cannot write yet; only onnxruntime targets can be filled"
+            )
         self._check_same_device()
         chunks = [missing[i : i + FILL_CHUNK] for i in range(0, len(missing), FILL_CHUNK)]
         if workers <= 1:

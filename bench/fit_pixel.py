@@ -6,8 +6,9 @@ Run from the repository root::
     .venv/bin/python bench/fit_pixel.py --check   # fit and compare with the shipped file
 
 The file holds the coefficients, the calibrated table entries, provenance
-and the error numbers quoted in docs/latency.md. The sources are read by
-``bench/pixel_sources.py``.
+(which data set each coefficient came from), the resolutions the data cover,
+the ``pixel2``/``pixel3`` scales and the error numbers quoted in
+docs/latency.md. The sources are read by ``bench/pixel_sources.py``.
 
 The joint fit shares the compute coefficients (``c_pw``, ``c_dw``,
 ``c_conv``) between the 2018 table and the 2019 networks and gives each
@@ -47,10 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # pixel_sources, next 
 from pixel_sources import (  # noqa: E402
     load_lut,
     load_nnmeter,
+    load_slim,
     load_table3,
     network_features,
     nnmeter_features,
     proxyless_as_released,
+    slim_arch,
     table3_arch,
 )
 
@@ -59,6 +62,17 @@ from pixel_sources import (  # noqa: E402
 PROXYLESS_E2E_MS = 80.7
 # Each Table-3 network weighs as much as one table layer in the joint fit.
 TABLE3_WEIGHT = 1.0
+# Each TF-slim MobileNetV2 network (96-224 px) weighs as 3 table layers (the
+# 71 table layers are all from 224-px networks and say nothing about input
+# size). Tried 1, 3, 5, 10: 3 gave the lowest Table-3 leave-one-out error
+# (3.7%; 5: 3.9%, 10: 4.2%) at about the same resolution-ratio error.
+SLIM_WEIGHT = 3.0
+# The per-layer table does not pay the weight cost (c_wt): with it shared,
+# the held-out table-layer error rose from 8% to 13% and ProxylessNAS-Mobile
+# on the 2018 runtime from +4.4% to +7.0% (docs/latency.md). Each table layer
+# was timed alone, run after run, which may keep its weights ready; a whole
+# network (TF-slim, Table 3) cannot.
+PHONES = ("pixel2", "pixel3")
 OUT = Path(__file__).resolve().parents[1] / "latency" / "data" / MODEL_FILE
 ROUND = 6  # significant digits kept in the file
 
@@ -113,17 +127,21 @@ class PixelFit:
 def _design(
     lut: dict[LayerKey, float],
     nets: list[tuple[Arch, float]],
+    slim: list[tuple[Arch, int, float]],
     fac: ActivationFactors,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    def row(f: LayerFeatures, is_lut: bool) -> list[float]:
+    def row(f: LayerFeatures, source: int) -> list[float]:
         el = effective_el(f, fac.k_hs, fac.k_se, fac.k_se0)
-        return [f.pw, f.dw, f.conv, el if is_lut else 0.0, 0.0 if is_lut else el]
+        wt = 0.0 if source == 0 else f.wt  # the per-layer table: see SLIM_WEIGHT
+        return [f.pw, f.dw, f.conv, wt] + [el if source == i else 0.0 for i in range(3)]
 
-    x = [row(layer_features(k), True) for k in lut] + [
-        row(network_features(a), False) for a, _ in nets
-    ]
-    y = list(lut.values()) + [ms for _, ms in nets]
-    w = [1.0] * len(lut) + [TABLE3_WEIGHT] * len(nets)
+    x = (
+        [row(layer_features(k), 0) for k in lut]
+        + [row(network_features(a), 1) for a, _ in nets]
+        + [row(network_features(a, r), 2) for a, r, _ in slim]
+    )
+    y = list(lut.values()) + [ms for _, ms in nets] + [ms for _, _, ms in slim]
+    w = [1.0] * len(lut) + [TABLE3_WEIGHT] * len(nets) + [SLIM_WEIGHT] * len(slim)
     return np.array(x), np.array(y), np.array(w)
 
 
@@ -131,22 +149,27 @@ def fit_pixel(
     exclude_networks: tuple[int, ...] = (),
     exclude_keys: frozenset[LayerKey] = frozenset(),
     factors: ActivationFactors | None = None,
+    exclude_slim_width: float | None = None,
 ) -> PixelFit:
-    """Joint relative-error NNLS on the table layers and the Table-3 networks.
+    """Joint relative-error NNLS on the table layers, Table 3 and the TF-slim networks.
 
     Args:
         exclude_networks: Table-3 row indices to leave out (leave-one-out).
         exclude_keys: table layers to leave out (held-out checks).
         factors: nn-Meter factors, fitted when not given.
+        exclude_slim_width: leave the TF-slim networks of this width out.
     """
     fac = factors or fit_activation_factors()
     lut = {k: v for k, v in load_lut().items() if k not in exclude_keys}
     rows = [r for i, r in enumerate(load_table3()) if i not in exclude_networks]
     nets = [(table3_arch(n, w), ms) for n, w, ms in rows]
-    x, y, w = _design(lut, nets, fac)
-    c_pw, c_dw, c_conv, c_el_lut, c_el_t3 = map(float, nnls_relative(x, y, w))
-    t3 = CostModel(c_pw, c_dw, c_conv, c_el_t3, fac.k_hs, fac.k_se, fac.k_se0)
-    return PixelFit(t3, replace(t3, c_el=c_el_lut), fac, tuple(f"{n}@{w:g}" for n, w, _ in rows))
+    slim = [(slim_arch(w), r, ms) for w, r, ms in load_slim() if w != exclude_slim_width]
+    x, y, w = _design(lut, nets, slim, fac)
+    c_pw, c_dw, c_conv, c_wt, c_el_lut, c_el_t3, c_el_slim = map(float, nnls_relative(x, y, w))
+    t3 = CostModel(c_pw, c_dw, c_conv, c_el_t3, fac.k_hs, fac.k_se, fac.k_se0, c_wt)
+    return PixelFit(
+        t3, replace(t3, c_el=c_el_lut, c_wt=0.0), fac, tuple(f"{n}@{w:g}" for n, w, _ in rows)
+    )
 
 
 def calibrated_table(fit: PixelFit) -> dict[LayerKey, float]:
@@ -161,21 +184,31 @@ def calibrated_table(fit: PixelFit) -> dict[LayerKey, float]:
     return {k: lut[k] * float(r) for k, r in zip(keys, ratio, strict=True)}
 
 
-def predict_network(arch: Arch, model: CostModel, table: dict[LayerKey, float]) -> float:
+def predict_network(
+    arch: Arch, model: CostModel, table: dict[LayerKey, float], resolution: int = 224
+) -> float:
     """What the target predicts: table layers where they exist, the model elsewhere."""
-    keys = layer_keys(arch)
+    keys = layer_keys(arch, resolution)
     ms = model.predict(keys)
     return float(sum(table.get(k, m) for k, m in zip(keys, ms, strict=True)))
 
 
 # --- checks ----------------------------------------------------------------
-def table3_errors(fit: PixelFit | None = None) -> list[dict]:
+def loo_fits(fit: PixelFit) -> list[PixelFit]:
+    """The fit without each Table-3 network in turn."""
+    return [
+        fit_pixel(exclude_networks=(i,), factors=fit.factors) for i in range(len(load_table3()))
+    ]
+
+
+def table3_errors(fit: PixelFit | None = None, loos: list[PixelFit] | None = None) -> list[dict]:
     """Per Table-3 network: in-sample and leave-one-out relative errors of the target."""
     fit = fit or fit_pixel()
+    loos = loos or loo_fits(fit)
     table = calibrated_table(fit)
     out = []
     for i, (name, width, ms) in enumerate(load_table3()):
-        loo = fit_pixel(exclude_networks=(i,), factors=fit.factors)
+        loo = loos[i]
         arch = table3_arch(name, width)
         pred = predict_network(arch, fit.table3, table)
         pred_loo = predict_network(arch, loo.table3, calibrated_table(loo))
@@ -191,6 +224,123 @@ def table3_errors(fit: PixelFit | None = None) -> list[dict]:
             }
         )
     return out
+
+
+def slim_ratio_check(fit: PixelFit | None = None) -> dict:
+    """Resolution scaling on TF-slim MobileNetV2: latency at R px / latency at 224 px.
+
+    In-sample (the fit saw these networks) and with each width's five
+    networks left out of the fit; predicted by the target (Table-3 scale),
+    compared with the phone's own ratio.
+    """
+    fit = fit or fit_pixel()
+    rows = load_slim()
+    base = {w: ms for w, r, ms in rows if r == 224}
+
+    def ratios(f: PixelFit, widths: set[float]) -> list[dict]:
+        table = calibrated_table(f)
+        out = []
+        for w, r, ms in rows:
+            if r == 224 or w not in widths:
+                continue
+            a = slim_arch(w)
+            p = predict_network(a, f.table3, table, r) / predict_network(a, f.table3, table, 224)
+            m = ms / base[w]
+            out.append(
+                {"width": w, "resolution": r, "measured": m, "predicted": p, "err": p / m - 1}
+            )
+        return out
+
+    def summary(rs: list[dict]) -> dict:
+        e = np.abs([r["err"] for r in rs])
+        return {"n": len(rs), "mape": float(e.mean()), "max_abs": float(e.max())}
+
+    inside = ratios(fit, set(base))
+    held = [
+        r
+        for w in sorted(base)
+        for r in ratios(fit_pixel(factors=fit.factors, exclude_slim_width=w), {w})
+    ]
+    return {"fit": summary(inside), "leave_width_out": summary(held), "rows": held}
+
+
+def nnmeter_fixed_cost_check() -> dict:
+    """Does nn-Meter (16-128 px blocks) show a cost that does not shrink with input size?
+
+    Refits its blocks with two extra columns, conv weights (``wt``) and a
+    constant per block, and reports both in units of the element cost
+    (M elements) and the mean signed error of the plain fit by input size.
+    """
+    keys, y = load_nnmeter()
+    feats = [nnmeter_features(k) for k in keys]
+    names = ("pw", "dw", "el", "hs", "se_el", "se", "wt")
+    x = np.array([[getattr(f, n) for n in names] + [1.0] for f in feats])
+    c = nnls_relative(x, y)
+    base = nnls_relative(x[:, :6], y)
+    err = x[:, :6] @ base / y - 1
+    res = np.array([int(k.split("_")[1]) for k in keys])
+    small, large = res <= 28, res >= 96
+    return {
+        "wt_per_el": float(c[6] / c[2]),
+        "per_block_per_el": float(c[7] / c[2]),
+        "bias_16_28px": float(err[small].mean()),
+        "bias_96_128px": float(err[large].mean()),
+    }
+
+
+def _parts(model: CostModel, arch: Arch) -> tuple[float, float]:
+    """A network's predicted ms split into compute (MAdds, weights) and activation traffic."""
+    t = model.terms(network_features(arch))
+    return t["pw"] + t["dw"] + t["conv"] + t["weights"], t["el"] + t["hswish"] + t["se"]
+
+
+def phone_scales(
+    phone: str, model: CostModel, exclude: tuple[int, ...] = ()
+) -> tuple[float, float]:
+    """Scales of the compute and the traffic coefficients that fit ``phone``'s Table-3 column."""
+    rows = [r for i, r in enumerate(load_table3(phone)) if i not in exclude]
+    x = np.array([_parts(model, table3_arch(n, w)) for n, w, _ in rows])
+    a, b = nnls_relative(x, np.array([ms for _, _, ms in rows]))
+    return float(a), float(b)
+
+
+def phone_model(model: CostModel, a: float, b: float) -> CostModel:
+    return replace(
+        model,
+        c_pw=a * model.c_pw,
+        c_dw=a * model.c_dw,
+        c_conv=a * model.c_conv,
+        c_wt=a * model.c_wt,
+        c_el=b * model.c_el,
+    )
+
+
+def phone_fit(phone: str, fit: PixelFit, loos: list[PixelFit]) -> dict:
+    """``phone`` (pixel2, pixel3): the Pixel-1 model with two scales fitted to its Table-3
+    column; leave-one-out refits both the Pixel-1 model and the scales without the network."""
+    a, b = phone_scales(phone, fit.table3)
+    model = phone_model(fit.table3, a, b)
+    errors = []
+    for i, (name, width, ms) in enumerate(load_table3(phone)):
+        arch = table3_arch(name, width)
+        m_i = phone_model(loos[i].table3, *phone_scales(phone, loos[i].table3, (i,)))
+        pred, pred_loo = predict_network(arch, model, {}), predict_network(arch, m_i, {})
+        errors.append(
+            {
+                "network": name,
+                "width": width,
+                "measured_ms": ms,
+                "fit_ms": pred,
+                "fit_err": pred / ms - 1,
+                "loo_ms": pred_loo,
+                "loo_err": pred_loo / ms - 1,
+            }
+        )
+    return {
+        "scales": {"compute": a, "traffic": b},
+        "coefficients": asdict(model),
+        "table3_errors": errors,
+    }
 
 
 def lut_positions() -> dict[tuple, list[LayerKey]]:
@@ -260,12 +410,50 @@ def _r(x: float) -> float:
     return float(f"{x:.{ROUND}g}")
 
 
+def _rd(d: dict) -> dict:
+    return {k: (_r(v) if isinstance(v, float) else v) for k, v in d.items()}
+
+
 def build() -> dict:
     fit = fit_pixel()
-    t3 = table3_errors(fit)
+    loos = loo_fits(fit)
+    t3 = table3_errors(fit, loos)
     fac = fit.factors
     coef = {k: _r(v) for k, v in fit.coefficients().items()}
-    table3 = {k: coef[k] for k in ("c_pw", "c_dw", "c_conv", "c_el", "k_hs", "k_se", "k_se0")}
+    names = ("c_pw", "c_dw", "c_conv", "c_el", "k_hs", "k_se", "k_se0", "c_wt")
+    table3 = {k: coef[k] for k in names}
+    slim = slim_ratio_check(fit)
+    res = [r for _, r, _ in load_slim()]
+    joint = "joint NNLS: ProxylessNAS table (2018) + Table 3 (2019) + TF-slim MobileNetV2 (2018)"
+    phones = {}
+    for phone in PHONES:
+        pf = phone_fit(phone, fit, loos)
+        phones[phone] = {
+            "provenance": {
+                "device": {
+                    "pixel2": "Google Pixel 2 (Snapdragon 835)",
+                    "pixel3": "Google Pixel 3 (Snapdragon 845)",
+                }[phone],
+                "runtime": "TensorFlow Lite, fp32, batch 1",
+                "threads": "1 (one big core)",
+                "scale": f"MobileNetV3 paper Table 3, {phone} column (Howard et al., ICCV 2019)",
+                "method": (
+                    "the pixel model with its compute coefficients (c_pw, c_dw, c_conv, c_wt) "
+                    "and its traffic coefficient (c_el) each scaled by one factor, fitted by "
+                    f"relative-error NNLS to the 9 {phone} networks of Table 3; every layer "
+                    "is modelled (the ProxylessNAS entries are Pixel-1 measurements)"
+                ),
+                "coefficient_sources": {
+                    "shape": "the pixel fit (see pixel)",
+                    "scales": f"MobileNetV3 Table 3, {phone} column",
+                },
+                "fitted": dt.date.today().isoformat(),
+                "fitted_by": "bench/fit_pixel.py",
+            },
+            "scales": _rd(pf["scales"]),
+            "coefficients": _rd(pf["coefficients"]),
+            "table3_errors": [_rd(r) for r in pf["table3_errors"]],
+        }
     return {
         "format_version": FORMAT_VERSION,
         "provenance": {
@@ -275,14 +463,25 @@ def build() -> dict:
             "scale": "MobileNetV3 paper Table 3 (Howard et al., ICCV 2019): TFLite of 2019",
             "method": (
                 "linear cost model (costmodel.py) fitted by relative-error NNLS to the "
-                "ProxylessNAS layer table and Table 3 jointly; SE/hard-swish factors from "
-                "nn-Meter; table layers are 'measured' x model(2019)/model(2018)"
+                "ProxylessNAS layer table, Table 3 and the TF-slim MobileNetV2 networks at "
+                "96-224 px jointly; SE/hard-swish factors from nn-Meter; table layers are "
+                "'measured' x model(2019)/model(2018)"
             ),
             "sources": [
                 "ProxylessNAS Pixel-1 latency table (MIT licence, (c) MIT HAN Lab)",
                 "nn-Meter Pixel-1 CNN block table (MIT licence, (c) Microsoft)",
                 "Searching for MobileNetV3, Table 3 (Howard et al., ICCV 2019)",
+                "TF-slim MobileNetV2 README, Pixel-1 column (Apache 2.0, The TensorFlow Authors)",
             ],
+            "coefficient_sources": {
+                "c_pw, c_dw, c_conv": joint,
+                "c_wt": joint + "; identified by the TF-slim networks, the only data that "
+                "vary the network's input size (96-224 px)",
+                "c_el": "Table 3 (the 2019 runtime's own traffic cost), in the joint NNLS",
+                "c_el_lut": "ProxylessNAS table and TF-slim (the 2018 runtime), in the joint NNLS",
+                "k_hs, k_se, k_se0": "nn-Meter Pixel-1 blocks (ratios to its element cost)",
+            },
+            "resolution_range": [min(res), max(res)],
             "fitted": dt.date.today().isoformat(),
             "fitted_by": "bench/fit_pixel.py",
         },
@@ -292,16 +491,17 @@ def build() -> dict:
             "mean_abs_err": _r(fac.mean_abs_err),
             "max_abs_err": _r(fac.max_abs_err),
         },
-        "table3_errors": [
-            {k: (_r(v) if isinstance(v, float) else v) for k, v in row.items()} for row in t3
-        ],
-        "lut_holdout": {
-            k: (_r(v) if isinstance(v, float) else v) for k, v in lut_holdout_errors(fit).items()
+        "nnmeter_fixed_costs": _rd(nnmeter_fixed_cost_check()),
+        "table3_errors": [_rd(r) for r in t3],
+        "slim_ratio": {
+            "fit": _rd(slim["fit"]),
+            "leave_width_out": _rd(slim["leave_width_out"]),
+            "rows": [_rd(r) for r in slim["rows"]],
         },
+        "lut_holdout": _rd(lut_holdout_errors(fit)),
         "proxyless": {k: _r(v) for k, v in proxyless_check(fit).items()},
-        "ranking": {
-            k: (_r(v) if isinstance(v, float) else v) for k, v in ranking_check(fit).items()
-        },
+        "ranking": _rd(ranking_check(fit)),
+        "phones": phones,
         "measured_ms": {str(k): _r(v) for k, v in calibrated_table(fit).items()},
     }
 
@@ -316,7 +516,19 @@ def report(data: dict) -> str:
             f"  {r['network']:18s} {r['width']:<5g} {r['measured_ms']:6.1f} {r['fit_ms']:6.1f} "
             f"{r['fit_err']:+6.1%} {r['loo_ms']:6.1f} {r['loo_err']:+6.1%}"
         )
-    for part in ("lut_holdout", "proxyless", "ranking", "nnmeter_fit"):
+    loo = np.abs([r["loo_err"] for r in data["table3_errors"]])
+    lines.append(f"  leave-one-out MAPE {loo.mean():.2%}, max {loo.max():.1%}")
+    for phone, d in data["phones"].items():
+        e = np.abs([r["loo_err"] for r in d["table3_errors"]])
+        lines.append(
+            f"{phone}: scales {d['scales']}, Table-3 leave-one-out MAPE {e.mean():.2%}, "
+            f"max {e.max():.1%}"
+        )
+    lines.append(
+        "TF-slim MobileNetV2 ratio R/224 px (96-192): "
+        + json.dumps({k: data["slim_ratio"][k] for k in ("fit", "leave_width_out")})
+    )
+    for part in ("lut_holdout", "proxyless", "ranking", "nnmeter_fit", "nnmeter_fixed_costs"):
         lines.append(f"{part}: {json.dumps(data[part])}")
     return "\n".join(lines)
 

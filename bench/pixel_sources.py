@@ -7,7 +7,12 @@ All Google Pixel 1, TFLite fp32, one big core (see ``latency/data/NOTICE``):
    a newer TFLite): only the *ratios* of the SE and hard-swish costs to the
    cost of writing activations are taken from it,
 3. Table 3 of the MobileNetV3 paper (9 whole networks, TFLite of 2019):
-   the scale the target is calibrated to.
+   the scale the target is calibrated to, with its Pixel-2 and Pixel-3
+   columns for the ``pixel2``/``pixel3`` targets,
+4. the TensorFlow slim MobileNetV2 README (20 whole networks, widths
+   0.35-1.0 at 96-224 px, the TFLite of 2018): the only source here that
+   varies the network's input size, so it identifies the cost that does not
+   shrink with it.
 
 Used by ``bench/fit_pixel.py``; the runtime package only reads the fitted
 ``pixel1_costmodel.json``.
@@ -31,6 +36,8 @@ from hwnas.space.spec import Arch
 LUT_FILE = "pixel1_proxylessnas_lut.csv"
 NNMETER_FILE = "pixel1_nnmeter_cnn_lut.csv"
 TABLE3_FILE = "mobilenetv3_table3_pixel.csv"
+SLIM_FILE = "mobilenetv2_slim_pixel1.csv"
+PHONE_COLUMNS = {"pixel1": "pixel1_ms", "pixel2": "pixel2_ms", "pixel3": "pixel3_ms"}
 # ProxylessNAS-Mobile as released: its first block has no expand conv (the
 # table's ``expand:1``), so it is a depthwise-separable block here.
 PROXYLESS_FIRST_BLOCK = ("ir_r1_k3_s1_e1_c16_nr6", "ds_r1_k3_s1_c16_nr6_noskip")
@@ -97,7 +104,9 @@ def nnmeter_features(text: str) -> LayerFeatures:
     if cin != cout:  # (2x2 avg pool when s=2) + 1x1 conv shortcut + add
         o2 = key.out_res**2
         pool = cin * o2 if s == 2 else 0
-        f = f + LayerFeatures(pw=cin * cout * o2 / 1e6, el=(2 * cout * o2 + pool) / 1e6)
+        f = f + LayerFeatures(
+            pw=cin * cout * o2 / 1e6, el=(2 * cout * o2 + pool) / 1e6, wt=cin * cout / 1e6
+        )
     return f
 
 
@@ -108,9 +117,22 @@ def load_nnmeter() -> tuple[tuple[str, ...], np.ndarray]:
 
 
 @cache
-def load_table3() -> tuple[tuple[str, float, float], ...]:
-    """(network, width, Pixel-1 ms) of MobileNetV3 Table 3."""
-    return tuple((r["model"], float(r["width"]), float(r["pixel1_ms"])) for r in _rows(TABLE3_FILE))
+def load_table3(phone: str = "pixel1") -> tuple[tuple[str, float, float], ...]:
+    """(network, width, ms on ``phone``) of MobileNetV3 Table 3 (pixel1, pixel2 or pixel3)."""
+    col = PHONE_COLUMNS[phone]
+    return tuple((r["model"], float(r["width"]), float(r[col])) for r in _rows(TABLE3_FILE))
+
+
+@cache
+def load_slim() -> tuple[tuple[float, int, float], ...]:
+    """(width, resolution, Pixel-1 ms) of MobileNetV2 in the TF slim README."""
+    return tuple(
+        (float(r["width"]), int(r["resolution"]), float(r["pixel1_ms"])) for r in _rows(SLIM_FILE)
+    )
+
+
+def slim_arch(width: float) -> Arch:
+    return reference("mobilenetv2", width)
 
 
 def proxyless_as_released() -> Arch:
@@ -131,5 +153,5 @@ def table3_arch(name: str, width: float) -> Arch:
     )
 
 
-def network_features(arch: Arch) -> LayerFeatures:
-    return sum((layer_features(k) for k in layer_keys(arch)), LayerFeatures())
+def network_features(arch: Arch, resolution: int = 224) -> LayerFeatures:
+    return sum((layer_features(k) for k in layer_keys(arch, resolution)), LayerFeatures())

@@ -3,7 +3,7 @@
 >>> from hwnas.latency import load_target
 >>> from hwnas.space.references import reference
 >>> round(load_target("pixel").predict(reference("mobilenetv3_large")))
-51
+52
 """
 
 from hwnas.common.home import hwnas_home

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -214,7 +215,12 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
     arch = resolve_arch(args.arch, args.width)
     target = load_target(args.target)
     _fill_for(target, layer_keys(arch, args.resolution))
-    ms = target.predict(arch, args.resolution)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ms = target.predict(arch, args.resolution)
+    notes = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
+    for note in notes:  # one line each on stderr, also in --json
+        sys.stderr.write(f"warning: {note}\n")
     frame = target.breakdown(arch, args.resolution)
     info: dict[str, Any] = {
         "target": target.name,
@@ -224,6 +230,7 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
         "ms": ms,
         "overhead_ms": target.overhead_ms,
         "layers": frame.to_dict(orient="records"),
+        "warnings": notes,
     }
     if budget is not None:
         info.update(budget_ms=budget, fits=ms <= budget)

@@ -9,12 +9,15 @@ physical counts, each in millions:
 - ``el``: activation elements written by convs and residual adds,
 - ``hs``: elements passed through an activation the runtime cannot fuse
   into the conv (hard-swish; swish counts :data:`SWISH_PASSES` times),
-- ``se_el``: elements an SE module pools and rescales, ``se``: SE modules.
+- ``se_el``: elements an SE module pools and rescales, ``se``: SE modules,
+- ``wt``: weights of convs that slide over an image (1x1 and full KxK convs;
+  not depthwise, not FC layers or SE's convs on pooled vectors): a cost that
+  does not shrink with the input size.
 
 ReLU and ReLU6 are fused into the preceding conv by TFLite, so they cost
 nothing of their own. Latency is
 
-    ms = c_pw * pw + c_dw * dw + c_conv * conv
+    ms = c_pw * pw + c_dw * dw + c_conv * conv + c_wt * wt
          + c_el * (el + k_hs * hs + k_se * se_el + k_se0 * se)
 
 with non-negative coefficients: work costs time in proportion to the
@@ -61,6 +64,7 @@ class LayerFeatures:
     hs: float = 0.0
     se_el: float = 0.0
     se: float = 0.0
+    wt: float = 0.0
 
     def __add__(self, other: LayerFeatures) -> LayerFeatures:
         return LayerFeatures(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
@@ -99,11 +103,13 @@ def layer_features(key: LayerKey) -> LayerFeatures:
     h2, o2 = key.res * key.res, key.out_res * key.out_res
     if key.part == "stem" or (key.part == "block" and key.op == "conv"):
         v["conv"] += key.kernel**2 * key.in_chs * key.out_chs * o2
+        v["wt"] += key.kernel**2 * key.in_chs * key.out_chs
         acc.out(key.out_chs * o2)
     elif key.part == "block":
         mid = key.mid_chs
         if key.op == "ir":  # 1x1 expand + act
             v["pw"] += key.in_chs * mid * h2
+            v["wt"] += key.in_chs * mid
             acc.out(mid * h2)
         v["dw"] += key.kernel**2 * mid * o2  # depthwise + act
         acc.out(mid * o2)
@@ -112,11 +118,13 @@ def layer_features(key: LayerKey) -> LayerFeatures:
             v["se_el"] += mid * o2
             v["se"] += 1
         v["pw"] += mid * key.out_chs * o2  # 1x1 linear projection
+        v["wt"] += mid * key.out_chs
         acc.out(key.out_chs * o2, activated=False)
         if key.skip:  # identity residual add
             acc.out(key.out_chs * o2, activated=False)
     elif key.part == "head":
         v["pw"] += key.in_chs * key.out_chs * h2  # 1x1 conv + act, then global pool
+        v["wt"] += key.in_chs * key.out_chs
         acc.out(key.out_chs * h2)
         last = key.out_chs
         if key.op == "v3":  # hidden 1x1 conv on the pooled vector + act
@@ -134,7 +142,8 @@ class CostModel:
     """Coefficients of the linear model (ms per million, ``k_*`` unitless).
 
     ``c_el`` is per million activation elements; ``k_se0`` is in millions
-    of elements per SE module.
+    of elements per SE module; ``c_wt`` is per million conv weights (0 in
+    models fitted before the term existed).
     """
 
     c_pw: float
@@ -144,6 +153,7 @@ class CostModel:
     k_hs: float
     k_se: float
     k_se0: float
+    c_wt: float = 0.0
 
     def terms(self, f: LayerFeatures) -> dict[str, float]:
         """Milliseconds by term: compute kinds and activation traffic."""
@@ -151,6 +161,7 @@ class CostModel:
             "pw": self.c_pw * f.pw,
             "dw": self.c_dw * f.dw,
             "conv": self.c_conv * f.conv,
+            "weights": self.c_wt * f.wt,
             "el": self.c_el * f.el,
             "hswish": self.c_el * self.k_hs * f.hs,
             "se": self.c_el * (self.k_se * f.se_el + self.k_se0 * f.se),

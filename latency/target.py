@@ -72,6 +72,14 @@ class Target(ABC):
         """Per-call runtime overhead (ms), added once to every network's prediction."""
         return 0.0
 
+    def check_resolution(self, resolution: int) -> str | None:
+        """Warn when ``resolution`` is outside what the target's numbers cover.
+
+        Returns the warning's one-line message, or None (measured targets
+        measure any resolution; fitted ones override this).
+        """
+        return None
+
     # --- shared -------------------------------------------------------
     def layer_ms(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
         missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
@@ -82,6 +90,7 @@ class Target(ABC):
 
     def predict(self, arch: Arch, resolution: int = 224, num_classes: int = 1000) -> float:
         """Predicted end-to-end latency of ``arch`` in ms (layers + one overhead)."""
+        self.check_resolution(resolution)
         layers = sum(ms for ms, _ in self.layer_ms(layer_keys(arch, resolution, num_classes)))
         return float(layers + self.overhead_ms)
 
@@ -103,6 +112,7 @@ class Target(ABC):
         """
         if space is not None:
             return self.space_latency(space, resolution, num_classes).predict_indices(archs)
+        self.check_resolution(resolution)
         archs = list(archs)
         keys_per = [layer_keys(a, resolution, num_classes) for a in archs]
         self.layer_ms([k for ks in keys_per for k in ks])  # one batched fill
@@ -119,6 +129,7 @@ class Target(ABC):
         sp = resolve_space(space)
         key = (sp.name, resolution, num_classes, self.overhead_ms)
         if key not in self._fast:
+            self.check_resolution(resolution)
             self._fast[key] = SpaceLatency(self, sp, resolution, num_classes)
         return self._fast[key]
 

@@ -16,9 +16,8 @@ from hwnas.latency.pixel import MODEL_FILE, load_pixel_target
 from hwnas.latency.target import SOURCE_MEASURED
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-LOO_GOAL = 0.10  # docs/latency.md: each held-out Table-3 network within 10% ...
-LOO_LIMIT = 0.12  # ... except ProxylessNAS-Mobile (-11.6%) and MnasNet-small (-10.5%), documented
-LOO_OVER_GOAL = {"proxyless_mobile", "mnasnet_small"}
+LOO_GOAL = 0.10  # docs/latency.md: each held-out Table-3 network within 10%
+LOO_MAPE_GOAL = 0.051  # issue 13: no worse than the 5.1% before the weight term
 
 
 def _load(name: str):
@@ -65,8 +64,8 @@ def test_shipped_measured_entries_reproduce(shipped: dict, fit: fp.PixelFit) -> 
 def test_leave_one_out_on_table3(table3: list[dict]) -> None:
     assert len(table3) == 9
     for row in table3:
-        limit = LOO_LIMIT if row["network"] in LOO_OVER_GOAL else LOO_GOAL
-        assert abs(row["loo_err"]) < limit, row
+        assert abs(row["loo_err"]) < LOO_GOAL, row
+    assert sum(abs(r["loo_err"]) for r in table3) / len(table3) <= LOO_MAPE_GOAL
 
 
 def test_shipped_errors_are_the_refitted_ones(shipped: dict, table3: list[dict]) -> None:
@@ -101,3 +100,39 @@ def test_the_shipped_target_predicts_table3_as_the_fit(shipped: dict) -> None:
 def test_proxyless_layers_are_all_measured() -> None:
     frame = load_pixel_target("pixel1").breakdown(sources.proxyless_as_released())
     assert set(frame.source) == {SOURCE_MEASURED}
+
+
+# --- resolution scaling, pixel2/pixel3 (issue 13) --------------------------------
+RATIO_MAPE_GOAL = 0.05  # issue 13: latency at R px / at 224 px, over 96-224 px
+RATIO_MAX_GOAL = 0.12
+
+
+def test_resolution_scaling_on_tf_slim_mobilenetv2(shipped: dict, fit: fp.PixelFit) -> None:
+    check = fp.slim_ratio_check(fit)
+    assert check["fit"]["n"] == 16  # 4 widths x 96/128/160/192 px
+    assert check["fit"]["mape"] <= RATIO_MAPE_GOAL
+    assert check["fit"]["max_abs"] <= RATIO_MAX_GOAL
+    # each width left out of the fit: documented, slightly above the MAPE goal
+    assert check["leave_width_out"]["mape"] <= 0.055
+    assert check["leave_width_out"]["max_abs"] <= RATIO_MAX_GOAL
+    assert check["leave_width_out"]["mape"] == pytest.approx(
+        shipped["slim_ratio"]["leave_width_out"]["mape"], rel=1e-4
+    )
+
+
+def test_weight_cost_comes_from_multi_resolution_data(fit: fp.PixelFit) -> None:
+    assert fit.table3.c_wt > 0 and fit.lut.c_wt == 0
+    # without the networks that vary the input size the term is not identified
+    nnm = fp.nnmeter_fixed_cost_check()
+    assert nnm["wt_per_el"] == 0 and nnm["per_block_per_el"] == 0
+    assert nnm["bias_16_28px"] > 0  # nn-Meter's smallest blocks: over-predicted, not under
+
+
+@pytest.mark.parametrize("phone", fp.PHONES)
+def test_phone_fits_reproduce(shipped: dict, fit: fp.PixelFit, phone: str) -> None:
+    got = fp.phone_fit(phone, fit, fp.loo_fits(fit))
+    want = shipped["phones"][phone]
+    for k, v in want["coefficients"].items():
+        assert math.isclose(got["coefficients"][k], v, rel_tol=1e-4), k
+    for old, new in zip(want["table3_errors"], got["table3_errors"], strict=True):
+        assert math.isclose(old["loo_ms"], new["loo_ms"], rel_tol=1e-4), new

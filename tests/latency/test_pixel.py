@@ -14,9 +14,8 @@ from hwnas.latency.pixel import MODEL_FILE, load_pixel_target
 from hwnas.latency.target import SOURCE_MEASURED, SOURCE_MODELLED
 from hwnas.space.references import reference
 
-LOO_GOAL = 0.10  # docs/latency.md: each held-out Table-3 network within 10% ...
-LOO_LIMIT = 0.12  # ... except ProxylessNAS-Mobile (-11.6%) and MnasNet-small (-10.5%), documented
-LOO_OVER_GOAL = {"proxyless_mobile", "mnasnet_small"}
+LOO_GOAL = 0.10  # docs/latency.md: each held-out Table-3 network within 10%
+LOO_MAPE_GOAL = 0.051  # issue 13: no worse than the 5.1% before the weight term
 MNV3_LARGE_MS = 51.0  # MobileNetV3 Table 3, Pixel 1
 
 
@@ -109,7 +108,9 @@ def test_unoffered_names_are_refused(name: str) -> None:
 def test_provenance_names_device_runtime_and_sources() -> None:
     prov = load_pixel_target("pixel").provenance
     assert "Pixel 1" in prov["device"] and "TensorFlow Lite" in prov["runtime"]
-    assert len(prov["sources"]) == 3
+    assert len(prov["sources"]) == 4
+    assert set(prov["coefficient_sources"]) >= {"c_pw, c_dw, c_conv", "c_wt", "c_el", "c_el_lut"}
+    assert "TF-slim" in prov["coefficient_sources"]["c_wt"]
 
 
 def test_describe_shows_the_leave_one_out_errors(shipped: dict) -> None:
@@ -132,3 +133,64 @@ def test_a_fitted_target_measures_nothing() -> None:
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="not measured here"):
         target.measure(arch)
+
+
+# --- resolutions the data cover ----------------------------------------------
+def test_resolution_warning_fires_outside_the_fitted_range_only(shipped: dict) -> None:
+    import warnings
+
+    from hwnas.latency.pixel import OutsideFittedRange
+
+    lo, hi = shipped["provenance"]["resolution_range"]
+    assert (lo, hi) == (96, 224)  # TF-slim MobileNetV2, the only data varying input size
+    target = load_pixel_target("pixel")
+    arch = reference("mobilenetv2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning inside the range fails the test
+        for res in (lo, 160, hi):
+            assert target.predict(arch, res) > 0
+            assert target.check_resolution(res) is None
+    for res in (lo - 32, hi + 96):
+        with pytest.warns(OutsideFittedRange, match=f"never fitted at {res} px.*96-224 px"):
+            target.predict(arch, res)
+    with pytest.warns(OutsideFittedRange):
+        target.predict_many([arch], 512)
+
+
+def test_cli_predict_says_when_the_target_was_never_fitted_there(capsys) -> None:
+    from hwnas.latency.cli import main
+
+    assert main(["predict", "--target", "pixel", "--arch", "mobilenetv2", "--resolution", "32"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "never fitted at 32 px" in err[0]
+    assert main(["predict", "--target", "pixel", "--arch", "mobilenetv2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["warnings"] == [] and err == ""
+
+
+# --- pixel2, pixel3 ------------------------------------------------------------
+@pytest.mark.parametrize("name, device", [("pixel2", "Pixel 2"), ("pixel3", "Pixel 3")])
+def test_other_phones_are_targets_with_provenance_and_error(
+    shipped: dict, name: str, device: str
+) -> None:
+    from hwnas.latency.registry import describe_targets, target_names
+
+    assert name in target_names()
+    row = next(r for r in describe_targets() if r["name"] == name)
+    assert device in row["device"] and row["kind"] == "modelled"
+    errs = [abs(r["loo_err"]) for r in shipped["phones"][name]["table3_errors"]]
+    assert row["validation"]["n"] == 9 == len(errs)
+    assert row["validation"]["mape"] == pytest.approx(sum(errs) / 9)
+    assert "leave-one-out" in row["validation"]["what"]
+    prov = row["provenance"]
+    assert f"{name} column" in prov["scale"] and "scales" in prov["coefficient_sources"]
+    target = load_pixel_target(name)
+    frame = target.breakdown(reference("mobilenetv2"))  # every layer modelled: no Pixel-2/3 table
+    assert set(frame.source) == {SOURCE_MODELLED}
+    for r in shipped["phones"][name]["table3_errors"]:
+        from hwnas.space.references import reference as ref
+
+        if r["network"] == "proxyless_mobile":
+            continue  # Table 3 measured the released variant (bench/pixel_sources.py)
+        ms = target.predict(ref(r["network"], r["width"]))
+        assert ms == pytest.approx(r["fit_ms"], rel=1e-3), r["network"]

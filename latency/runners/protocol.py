@@ -353,37 +353,20 @@ def measure_folder(
     names: Sequence[str] | None = None,
 ) -> dict:
     """The JSON document for every ``*.onnx`` in ``folder`` (name: file stem), or ``names``."""
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
-    if names:
-        models = [folder / f"{n}.onnx" for n in names]
-        missing = [p.name for p in models if not p.is_file()]
-        if missing:
-            raise ValueError(f"no {', '.join(missing)} in {folder}")
-    else:
-        models = sorted(folder.glob("*.onnx"))
-    if not models:
-        raise ValueError(f"no .onnx files in {folder}")
-    resolved = resolve_clock(clock, threads)
+    models = [folder / f"{n}.onnx" for n in names] if names else sorted(folder.glob("*.onnx"))
+    missing = [p.name for p in models if not p.is_file()]
+    if not folder.is_dir() or missing or not models:
+        raise ValueError(f"{folder} is not a folder" if not folder.is_dir() else
+                         f"no {', '.join(missing) or '.onnx files'} in {folder}")
+    timing = dict(clock=resolve_clock(clock, threads), flush_mb=flush_mb, min_time_ms=min_time_ms,
+                  max_runs=max_runs)
     pinned = pin(threads, cpus) if pin_cpus else []
-    timing = dict(clock=resolved, flush_mb=flush_mb, min_time_ms=min_time_ms, max_runs=max_runs)
-    results = measure_models(
-        {p.stem: p for p in models}, threads=threads, warmup=warmup, runs=runs, **timing
-    )
-    return {
-        "format": FORMAT_VERSION,
-        "device": device_info(),
-        "protocol": {
-            "threads": threads,
-            "warmup": warmup,
-            "runs": runs,
-            "batch": 1,
-            **timing,
-            "io_binding": True,
-            "pinned_cpus": pinned,
-        },
-        "results": results,
-    }
+    results = measure_models({p.stem: p for p in models}, threads=threads, warmup=warmup,
+                             runs=runs, **timing)
+    protocol = dict(threads=threads, warmup=warmup, runs=runs, batch=1, **timing,
+                    io_binding=True, pinned_cpus=pinned)
+    return {"format": FORMAT_VERSION, "device": device_info(), "protocol": protocol,
+            "results": results}
 
 
 def _at_least(low: float, kind: type = int):
@@ -406,8 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flush-mb", type=_at_least(0, float), default=FLUSH_MB)
     parser.add_argument("--min-time-ms", type=_at_least(0, float), default=MIN_TIME_MS)
     parser.add_argument("--max-runs", type=_at_least(1), default=MAX_RUNS)
-    csv_ints = lambda s: [int(c) for c in s.split(",")]  # noqa: E731
-    parser.add_argument("--cpus", type=csv_ints, help="cores to pin to (default: the fastest)")
+    parser.add_argument("--cpus", type=lambda s: [int(c) for c in s.split(",")],
+                        help="cores to pin to (default: the fastest)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
     parser.add_argument("--names", type=lambda s: s.split(","), help="model stems (default: all)")
     parser.add_argument("--info", action="store_true", help="print the device description only")
@@ -419,13 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         try:
             protocol = ("threads", "warmup", "runs", "clock", "flush_mb", "min_time_ms", "max_runs")
-            doc = measure_folder(
-                args.folder,
-                **{k: getattr(args, k) for k in protocol},
-                cpus=args.cpus,
-                pin_cpus=not args.no_pin,
-                names=args.names,
-            )
+            doc = measure_folder(args.folder, **{k: getattr(args, k) for k in protocol},
+                                 cpus=args.cpus, pin_cpus=not args.no_pin, names=args.names)
         except Exception as e:  # one line for the runner; onnxruntime raises its own types
             first = (str(e).strip().splitlines() or [""])[0]
             print(f"protocol.py: {type(e).__name__}: {first}", file=sys.stderr)

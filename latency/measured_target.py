@@ -40,7 +40,8 @@ from .user_config import programs_for
 
 FILL_CHUNK = 32  # keys per measurement call and per table write: an interrupt loses at most this
 METHOD = (
-    "each layer alone as an ONNX graph (hwnas.latency.graphs), batch 1, fp32; median of the "
+    "each layer alone as an ONNX graph (hwnas.latency.graphs) or, for tflite, a .tflite model "
+    "(hwnas.latency.tflite_graphs), batch 1, fp32; median of the "
     "timed runs after warm-up; the per-call overhead (an empty graph) is subtracted from every "
     "layer and added once per network"
 )
@@ -172,11 +173,6 @@ class MeasuredTarget(Target):
         missing = self.table.missing(list(keys))
         if not missing:
             return 0
-        if self.runner.runtime != "onnxruntime":
-            raise HwnasError(
-                f"target {self.name!r} measures with {self.runner.runtime}, whose per-layer "
-                "models hwnas cannot write yet; only onnxruntime targets can be filled"
-            )
         self._check_same_device()
         chunks = [missing[i : i + FILL_CHUNK] for i in range(0, len(missing), FILL_CHUNK)]
         if workers <= 1:

@@ -4,7 +4,9 @@
 per-call overhead), subtracts the overhead from each key and returns both: a
 network's prediction is the sum of its layers plus one overhead.
 :func:`measure_arch` measures a whole exported network, no subtraction. Both
-hand ``.onnx`` files to :meth:`Runner.measure`, so every runner measures
+hand ``.onnx`` files (``.tflite`` ones to a ``tflite`` runner:
+:mod:`hwnas.latency.tflite_graphs`, :func:`hwnas.space.export_tflite`) to
+:meth:`Runner.measure`, so every runner measures
 them under its one protocol (:mod:`hwnas.latency.runners`).
 
 Whole networks can be timed two ways (``protocol=``):
@@ -91,11 +93,12 @@ def measure_keys(
     if not unique:
         return {}, 0.0
     out: dict[LayerKey, Stats] = {}
+    layer_bytes, empty_bytes, suffix = _writers(runner.runtime)
     with tempfile.TemporaryDirectory(prefix="hwnas-keys-") as tmp:
         folder = Path(tmp)
-        empty = folder / "empty.onnx"
+        empty = folder / f"empty{suffix}"
         # the network's input: 3 channels at the largest resolution of the keys
-        empty.write_bytes(empty_model(3, max(k.res for k in unique)).SerializeToString())
+        empty.write_bytes(empty_bytes(3, max(k.res for k in unique)))
         overhead = runner.measure(
             {"empty": empty}, runs=max(runs, OVERHEAD_RUNS), warmup=warmup, threads=threads
         )["empty"].median
@@ -103,8 +106,8 @@ def measure_keys(
             chunk = unique[start : start + CHUNK]
             paths = {}
             for i, key in enumerate(chunk, start):
-                paths[str(key)] = folder / f"k{i:06d}.onnx"
-                paths[str(key)].write_bytes(key_model(key, GRAPH_SEED).SerializeToString())
+                paths[str(key)] = folder / f"k{i:06d}{suffix}"
+                paths[str(key)].write_bytes(layer_bytes(key, GRAPH_SEED))
             stats = runner.measure(paths, runs=runs, warmup=warmup, threads=threads)
             for key in chunk:
                 out[key] = subtract_overhead(stats[str(key)], overhead)
@@ -112,6 +115,16 @@ def measure_keys(
             if progress is not None:
                 progress(len(out))
     return out, overhead
+
+
+def _writers(runtime: str) -> tuple[Callable, Callable, str]:
+    """(key -> model bytes, (chs, res) -> empty model bytes, file suffix) for ``runtime``."""
+    if runtime == "tflite":
+        from .tflite_graphs import empty_tflite, key_tflite
+
+        return key_tflite, empty_tflite, ".tflite"
+    return (lambda k, seed: key_model(k, seed).SerializeToString(),
+            lambda c, r: empty_model(c, r).SerializeToString(), ".onnx")
 
 
 def measure_arch(
@@ -135,7 +148,7 @@ def measure_arch(
     """
     import torch
 
-    from hwnas.space import build, export_onnx
+    from hwnas.space import build, export_onnx, export_tflite
 
     check_protocol(runs, warmup, threads)
     if resolution < 1:
@@ -146,16 +159,18 @@ def measure_arch(
     torch.manual_seed(seed)
     model = build(arch, num_classes=num_classes)
     with tempfile.TemporaryDirectory(prefix="hwnas-arch-") as tmp:
-        path = export_onnx(
+        export = export_tflite if runner.runtime == "tflite" else export_onnx
+        path = export(
             arch,
-            Path(tmp) / "net.onnx",
+            Path(tmp) / f"net{'.tflite' if runner.runtime == 'tflite' else '.onnx'}",
             resolution=resolution,
             num_classes=num_classes,
             model=model,
         )
         if protocol == STANDARD and isinstance(runner, LocalRunner):
             cpus = runner.worker_cpus(1, threads)[0]
-            return measure_standard(path, runs=runs, warmup=warmup, threads=threads, cpus=cpus)
+            return measure_standard(path, runs=runs, warmup=warmup, threads=threads, cpus=cpus,
+                                    runtime=runner.runtime)
         return runner.measure({"net": path}, runs=runs, warmup=warmup, threads=threads)["net"]
 
 
@@ -182,8 +197,10 @@ def measure_standard(
     warmup: int = DEFAULT_WARMUP,
     threads: int = DEFAULT_THREADS,
     cpus: Sequence[int] = (),
+    runtime: str = "onnxruntime",
 ) -> Stats:
-    """One ONNX model under the standard protocol on this machine (onnxruntime CPU).
+    """One ONNX model under the standard protocol on this machine (onnxruntime CPU),
+    or with ``runtime="tflite"`` one ``.tflite`` model with the LiteRT interpreter.
 
     Same session options as the table (:func:`~hwnas.latency.runners.protocol.make_session`),
     inputs drawn once, the thread pinned to ``cpus`` for the call, the
@@ -194,19 +211,28 @@ def measure_standard(
 
     check_protocol(runs, warmup, threads)
     clock = ort_protocol.resolve_clock("auto", threads)
-    sess = ort_protocol.make_session(model, threads)
     rng = np.random.default_rng(ort_protocol.INPUT_SEED)
-    feeds = {
-        i.name: rng.standard_normal(
-            [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
-        ).astype(np.float32)
-        for i in sess.get_inputs()
-    }
+    if runtime == "tflite":  # the interpreter's invoke(), inputs set once (benchmark_model's loop)
+        from .runners.litert import tflite_call
+
+        call = tflite_call(model, threads, rng)
+    else:
+        sess = ort_protocol.make_session(model, threads)
+        feeds = {
+            i.name: rng.standard_normal(
+                [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+            ).astype(np.float32)
+            for i in sess.get_inputs()
+        }
+
+        def call() -> None:
+            sess.run(None, feeds)
+
     before = os.sched_getaffinity(0) if cpus and hasattr(os, "sched_setaffinity") else None
     if before is not None:
         os.sched_setaffinity(0, list(cpus))
     try:
-        times = time_session_runs(sess, feeds, runs=runs, warmup=warmup, clock=clock)
+        times = ort_protocol.time_calls(call, warmup=warmup, runs=runs, clock=clock)
     finally:
         if before is not None:
             os.sched_setaffinity(0, before)

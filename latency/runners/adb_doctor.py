@@ -82,7 +82,11 @@ def _tiny_model(runtime: str, folder: Path, given: Path | None) -> Path:
     if given is not None:
         return given
     if runtime == "tflite":
-        raise RunnerError("no .tflite test model yet: hwnas cannot write .tflite files yet")
+        from hwnas.latency.tflite_graphs import empty_tflite
+
+        path = folder / "doctor.tflite"
+        path.write_bytes(empty_tflite(3, 8))
+        return path
     from hwnas.latency.graphs import empty_model
 
     path = folder / "doctor.onnx"

@@ -15,12 +15,15 @@ import sys
 from pathlib import Path
 
 from hwnas.common.cli import Parser, run_cli
-from hwnas.common.errors import HwnasError
+from hwnas.common.cli import seed as seed_type
+from hwnas.common.errors import ConfigError, HwnasError
+from hwnas.common.units import shorten
 
 from .config import (
     BACKENDS,
     DEFAULT_TIMEOUT_S,
     DEFAULT_TRIALS,
+    DEVICES,
     ESTIMATORS,
     PREFILTERS,
     PRUNERS,
@@ -108,13 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
            "train split and record both accuracies in best.json (default 0: no retraining)")
     a("--workers", type=int, default=None, help="parallel trial processes (local) or concurrent Ray trials")
     a("--backend", choices=BACKENDS, default=None, help="local (default) or ray (a local Ray for the run)")
-    a("--ray-address", default=None, help="join an existing Ray cluster (implies --backend ray)")
+    a("--timeout-kill", action="store_true", default=None,
+      help="at --timeout also end the trials still running (default: let them finish); "
+           "they are re-queued by --resume")
+    a("--device", default=None, help=f"torch device of the trials: {', '.join(DEVICES)} "
+                                     "(default auto: CUDA with AMP when present) or cuda:N")
+    a("--ray-address", default=None, help="join an existing Ray cluster (implies --backend ray; "
+                                          "needs a --storage every node reaches)")
     a("--max-failures", type=int, default=None, help="Ray: retries of a failed trial (default 2)")
+    a("--gpus-per-trial", type=float, default=None,
+      help="Ray: GPUs per trial (default 1 when the cluster has GPUs, else 0)")
+    a("--cpus-per-trial", type=float, default=None,
+      help="Ray: CPUs per trial (default: the cluster's CPUs / --workers)")
     a("--storage", default=None, help="Optuna storage URL (default: SQLite in the run folder), "
                                       "e.g. postgresql://user@host/db for several machines")
     a("--out", default=None, help="run folder (default results/<target>-<lat>-<time>)")
     a("--resume", action="store_true", help="continue the run in --out")
-    a("--seed", type=int, default=None, help="one seed for sampling, data order and init (default 0)")
+    a("--seed", type=seed_type, default=None, help="one seed for sampling, data order and init (default 0)")
     a("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -126,39 +139,84 @@ _FLAG_TO_FIELD = {f: f for f in (
     "space", "data", "trials", "sampler", "reward", "w", "epochs", "proxy_resolution",
     "resolution", "train_subset", "val_size", "lr", "prefilter_keep", "pruner", "prefilter",
     "workers", "backend", "ray_address", "max_failures", "storage", "out", "seed",
-    "estimator", "supernet", "supernet_epochs", "retrain_epochs")}
+    "estimator", "supernet", "supernet_epochs", "retrain_epochs", "device", "gpus_per_trial",
+    "cpus_per_trial", "timeout_kill")}
 # Flags a resumed run may change (its budget and where it runs): config.RESUMABLE_FIELDS.
 RESUMABLE = tuple(_FIELD_TO_FLAG.get(f, f) for f in RESUMABLE_FIELDS)
 
 
-def config_from_args(args: argparse.Namespace) -> SearchConfig:
+def _flag(field: str) -> str:
+    return "--" + _FIELD_TO_FLAG.get(field, field).replace("_", "-")
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The config fields the command line sets, as raw values."""
     raw: dict = {}
-    if args.resume:
-        if not args.out:
-            raise HwnasError("--resume needs --out RUN_FOLDER (the run to continue)")
-        cfg = Path(args.out) / "config.yaml"
-        if not cfg.is_file():
-            raise HwnasError(f"cannot resume {args.out}: no config.yaml there")
-        raw = SearchConfig.from_yaml(cfg).model_dump()
-        fixed = [f"--{f.replace('_', '-')}" for f in ("target", "lat", *_FLAG_TO_FIELD)
-                 if f not in RESUMABLE and f != "out" and getattr(args, f) is not None]
-        if fixed:
-            raise HwnasError(f"{', '.join(fixed)} cannot change when resuming; only "
-                             f"{', '.join('--' + f.replace('_', '-') for f in RESUMABLE)} can")
-    elif not args.target or not args.lat:
-        raise HwnasError("--target and --lat are required (e.g. --target pixel --lat 50ms)")
     if args.target:
         raw["target"] = args.target
     if args.lat:
         raw["latency"] = args.lat
-        raw.pop("latency_ms", None)
     for flag, field in _FLAG_TO_FIELD.items():
         v = getattr(args, flag)
         if v is not None:
             raw[field] = v
     if args.timeout is not None:
         raw["timeout_s"] = parse_duration(args.timeout)
-    return parse_config(raw, source="")
+    return raw
+
+
+def saved_config(out: str) -> SearchConfig:
+    """The config.yaml of run folder ``out``; a damaged one is named with what to do."""
+    cfg = Path(out) / "config.yaml"
+    if not cfg.is_file():
+        raise HwnasError(f"cannot resume {out}: no config.yaml there")
+    try:
+        return SearchConfig.from_yaml(cfg)
+    except HwnasError as e:
+        msg = str(e)
+        if str(cfg) not in msg:
+            msg = f"{cfg}: {msg}"
+        if "new --out" not in msg:
+            msg += "; the run's config.yaml is damaged: start a new --out"
+        raise ConfigError(msg) from None
+
+
+def _same(field: str, stored: SearchConfig, new: SearchConfig) -> bool:
+    if field == "latency":
+        return stored.latency_ms == new.latency_ms
+    if field == "data":  # a path typed relative or absolute
+        a, b = Path(stored.data), Path(new.data)
+        return stored.data == new.data or (a.exists() and b.exists() and a.resolve() == b.resolve())
+    return getattr(stored, field) == getattr(new, field)
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The run's config. With ``--resume`` it is the stored one: the flags given
+    may repeat the stored values (the original command plus ``--resume``); only
+    the budget and where it runs (RESUMABLE) may differ."""
+    given = _given(args)
+    if not args.resume:
+        if not args.target or not args.lat:
+            raise HwnasError("--target and --lat are required (e.g. --target pixel --lat 50ms)")
+        return parse_config(given, source="")
+    if not args.out:
+        raise HwnasError("--resume needs --out RUN_FOLDER (the run to continue)")
+    stored = saved_config(args.out)
+    raw = stored.model_dump()
+    new = parse_config({**{k: v for k, v in raw.items() if not ("latency" in given and
+                                                                  k == "latency_ms")}, **given},
+                       source="")
+    for field in given:
+        if field in RESUMABLE_FIELDS or field == "out" or _same(field, stored, new):
+            continue
+        was, now = (shorten(getattr(c, field), 80) for c in (stored, new))
+        raise HwnasError(f"{_flag(field)} cannot change when resuming {args.out}: stored {was}, "
+                         f"given {now}; resume with the stored value, or start a new --out "
+                         f"(only {', '.join('--' + f.replace('_', '-') for f in RESUMABLE)} "
+                         "can change)")
+    # The stored values as stored (50ms stays 50ms when 0.05s was typed); the budget as given.
+    return parse_config({**raw, **{k: v for k, v in given.items()
+                                   if k in RESUMABLE_FIELDS or k == "out"}}, source="")
 
 
 SUMMARY_ROWS = 5

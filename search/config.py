@@ -16,12 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hwnas.common.errors import ConfigError, HwnasError
 from hwnas.common.units import parse_latency
 from hwnas.common.yamlio import load_yaml, validation_message
+from hwnas.proxy.train import DEVICES as TRAIN_DEVICES
 
 from .estimators import ESTIMATOR_NAMES, ESTIMATOR_REGISTRY
 from .prefilter import PREFILTER_CHOICES
 from .rewards import REWARD_NAMES, REWARD_REGISTRY
 from .samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLER_NAMES, default_sampler
 from .study import PRUNER_NAMES
+
+# --device: the proxy trainer's device names (hwnas.proxy.train.DEVICES); also "cuda:N".
+DEVICES = TRAIN_DEVICES
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -36,8 +40,9 @@ ESTIMATORS = ESTIMATOR_NAMES
 BACKENDS = ("local", "ray")
 # Fields a resumed run may change (its budget and where it runs); the rest is fixed.
 # retrain_epochs acts after the search, so it may change too; estimator and supernet may not.
+# device, per-trial resources and timeout_kill say where and how trials run, not what they find.
 RESUMABLE_FIELDS = ("trials", "timeout_s", "workers", "backend", "ray_address", "max_failures",
-                    "retrain_epochs")
+                    "retrain_epochs", "device", "gpus_per_trial", "cpus_per_trial", "timeout_kill")
 
 # Default budget: "with only --target and --lat, something sensible in about
 # 10 minutes on 2 cores". A default trial trains on DEFAULT_TRAIN_SUBSET images
@@ -92,10 +97,17 @@ class SearchConfig(BaseModel):
     backend: Literal[BACKENDS] = "local"
     ray_address: str | None = None
     max_failures: int = Field(2, ge=0)
+    device: str = Field("auto", description="torch device of the trials: auto, cpu, cuda[:N]")
+    gpus_per_trial: float | None = Field(None, ge=0, description="Ray: GPUs per trial "
+                                         "(None: one when the cluster has GPUs, else 0)")
+    cpus_per_trial: float | None = Field(None, gt=0, description="Ray: CPUs per trial "
+                                         "(None: the cluster's CPUs / workers)")
+    timeout_kill: bool = Field(False, description="at --timeout, end running trials too "
+                                                  "(they are re-queued on --resume)")
     storage: str | None = None
     study: str | None = Field(None, description="Optuna study name (default: the run folder's)")
     out: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     num_classes: int | None = None
     reference_latency_ms: dict[str, float] = Field(default_factory=dict)
 
@@ -104,6 +116,14 @@ class SearchConfig(BaseModel):
     def _lat(cls, v: str) -> str:
         parse_latency(v)
         return v.strip()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        v = v.strip()
+        if v not in DEVICES and not (v.startswith("cuda:") and v[5:].isdigit()):
+            raise ValueError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {v[:80]!r}")
+        return v
 
     @model_validator(mode="after")
     def _resolve(self) -> SearchConfig:

@@ -29,8 +29,11 @@ from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
 from hwnas.common.atomic import atomic_write_text
-from hwnas.common.errors import HwnasError
+from hwnas.common.errors import ConfigError, HwnasError
+from hwnas.common.units import shorten
 from hwnas.latency import SpaceLatency, space_keys
+from hwnas.proxy import save_split_manifest
+from hwnas.proxy.train import resolve_device
 from hwnas.space.references import REFERENCE_NAMES, reference
 from hwnas.space.visibility import invisible_decisions
 
@@ -40,6 +43,7 @@ from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
 from .ray_backend import run_ray
 from .results import write_results
 from .retrain import retrain_best
+from .storage import STUDY_FILE, check_shared_storage, check_sqlite_study
 from .study import (
     FINISHED,
     INTERRUPTED_ATTR,
@@ -122,6 +126,29 @@ def _check_storage(config: SearchConfig, run_dir: Path, resume: bool) -> None:
                        "--resume to continue it or --out to start a new run")
 
 
+def _check_run_folder(run_dir: Path) -> None:
+    """``--out`` must be a folder (or not exist yet) this process may write in."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {shorten(str(run_dir))} is a file, not a run folder: name a new "
+                       "folder (or an existing run's folder with --resume)")
+    parent = run_dir if run_dir.exists() else next(
+        (p for p in run_dir.absolute().parents if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"run folder {shorten(str(run_dir))} cannot be written "
+                       f"({'it' if parent == run_dir else shorten(str(parent))} is read-only): "
+                       "make it writable or pass another --out")
+
+
+def _saved_config(cfg_file: Path) -> SearchConfig:
+    try:
+        return SearchConfig.from_yaml(cfg_file)
+    except HwnasError as e:
+        msg = str(e) if str(cfg_file) in str(e) else f"{cfg_file}: {e}"
+        if "new --out" not in msg:
+            msg += "; the run's config.yaml is damaged: start a new --out"
+        raise ConfigError(msg) from None
+
+
 def prepare(config: SearchConfig, resume: bool = False,
             with_data: bool = True) -> tuple[SearchConfig, Path, Components]:
     """Check the inputs; nothing is written on bad input.
@@ -131,15 +158,25 @@ def prepare(config: SearchConfig, resume: bool = False,
     """
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     cfg_file = run_dir / "config.yaml"
+    _check_run_folder(run_dir)
     if resume:
         if not cfg_file.is_file():
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (start it without --resume)")
-        saved = SearchConfig.from_yaml(cfg_file)
+        saved = _saved_config(cfg_file)
         # A resumed run keeps its search settings; only the budget may change.
         config = saved.model_copy(update={k: getattr(config, k) for k in RESUMABLE_FIELDS})
+        if not config.storage:
+            check_sqlite_study(run_dir / STUDY_FILE, study_name(config, run_dir))
     elif cfg_file.exists():
         raise RunError(f"run folder {run_dir} already holds a run: pass --resume to continue it "
                        "or --out to start a new one")
+    check_shared_storage(config)
+    local = config.backend == "local" or not config.ray_address
+    if local:
+        device = resolve_device(config.device)  # cuda asked for without one: one line, now
+        if (not resume and config.backend == "local" and device.type == "cuda"
+                and "workers" not in config.model_fields_set):
+            config = config.model_copy(update={"workers": torch.cuda.device_count()})
     comp = Components.build(config, run_dir, with_data=False)  # checks space, target, reward
     floor, fastest = fastest_latency(comp)
     if config.latency_ms < floor:
@@ -217,6 +254,9 @@ def _worker(config_yaml: str, run_dir: str, timeout: float | None, threads: int,
     torch_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = parse_config(yaml.safe_load(config_yaml))
+    gpus = torch.cuda.device_count() if config.device in ("auto", "cuda") else 0
+    if gpus > 1:  # one trial per GPU: worker i trains on GPU i (mod the count)
+        config = config.model_copy(update={"device": f"cuda:{index % gpus}"})
     comp = Components.build(config, Path(run_dir))
     _optimize(comp, timeout, None, seed_offset=WORKER_SEED_STRIDE * index)
 
@@ -291,11 +331,19 @@ def run_search(config: SearchConfig, resume: bool = False,
         lock.acquire(timeout=0)
     except Timeout:
         raise RunError(f"run {run_dir} is in use by another nas-search process") from None
+    except OSError as e:  # a read-only folder or file system
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunError(f"cannot write the run folder {shorten(str(run_dir))} "
+                       f"({e.strerror or type(e).__name__}): make it writable or pass another "
+                       "--out") from None
     started = False
     try:
         study = open_study(config, run_dir, create=not resume)
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         started = True
+        if comp.data is not None and hasattr(comp.data, "split_manifest"):
+            save_split_manifest(comp.data, run_dir)  # which images trained and scored the nets
         if resume:
             requeue_interrupted(config, run_dir)
         if supernet_to_train is not None:

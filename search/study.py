@@ -38,6 +38,9 @@ PRUNER_REGISTRY: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
                                                   n_warmup_steps=0),
     "sha": optuna.pruners.SuccessiveHalvingPruner,
+    # Optuna's successive halving is asynchronous (ASHA, Li et al. 2020) already; under
+    # --backend ray, asha is Ray Tune's ASHAScheduler instead (ray_backend.py).
+    "asha": optuna.pruners.SuccessiveHalvingPruner,
     "hyperband": optuna.pruners.HyperbandPruner,
     "none": optuna.pruners.NopPruner,
 }

@@ -173,6 +173,10 @@ def test_bad_flags(argv: list[str], match: str, capsys, in_tmp: Path) -> None:
     (["--target", "pixel", "--lat", "50ms", "--supernet", "some-id"],
      "supernet 'some-id' given with estimator 'train'"),
     (["--resume", "--out", "nowhere"], "cannot resume nowhere: no config.yaml there"),
+    (["--target", "pixel", "--lat", "50ms", "--seed", "-1"], "argument --seed: '-1' is not a seed"),
+    (["--target", "pixel", "--lat", "50ms", "--device", "tpu"], "device: expected one of auto"),
+    (["--target", "pixel", "--lat", "50ms", "--ray-address", "127.0.0.1:6379"],
+     "--ray-address '127.0.0.1:6379' needs a --storage every node can reach"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], match: str, capsys,
                                                       in_tmp: Path, tmp_path_factory,
@@ -208,6 +212,76 @@ def test_resume_refuses_to_change_the_search(tmp_path: Path, capsys) -> None:
     code = main(["--resume", "--out", str(run), "--reward", "hard", "--trials", "3", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "--reward cannot change when resuming" in err and len(err.splitlines()) == 1
+
+
+def _stored_run(tmp_path: Path, **kw: object) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    c = parse_config({"target": "pixel", "latency": "50ms", "out": str(run), **kw})
+    (run / "config.yaml").write_text(c.to_yaml())
+    return run
+
+
+def test_resume_accepts_the_original_command(tmp_path: Path) -> None:
+    """The first command plus --resume: equal values (however typed) are accepted."""
+    run = _stored_run(tmp_path, train_subset=500, seed=3, epochs=1)
+    args = build_parser().parse_args(["--target", "pixel", "--lat", "0.05s", "--train-subset",
+                                      "500", "--seed", "3", "--epochs", "1", "--sampler", "tpe",
+                                      "--out", str(run), "--resume", "--trials", "40"])
+    c = config_from_args(args)
+    assert (c.latency, c.seed, c.trials) == ("50ms", 3, 40)  # the stored budget string is kept
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["--lat", "40ms"], ("--lat", "50ms", "40ms")),
+    (["--seed", "4"], ("--seed", "3", "4")),
+    (["--target", "host"], ("--target", "pixel", "host")),
+])
+def test_resume_refuses_a_real_change_naming_both_values(tmp_path: Path, capsys, argv,
+                                                         names) -> None:
+    run = _stored_run(tmp_path, seed=3)
+    before = sorted(run.iterdir())
+    code = main(["--target", "pixel", "--lat", "50ms", "--seed", "3", *argv, "--out", str(run),
+                 "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{names[0]} cannot change when resuming" in err
+    assert f"stored '{names[1]}'" in err or f"stored {names[1]}" in err
+    assert f"given '{names[2]}'" in err or f"given {names[2]}" in err
+    assert sorted(run.iterdir()) == before
+
+
+@pytest.mark.parametrize("damage", ["not yaml: [", "target: 3\nlatency: 50ms\nmystery: 1\n",
+                                    "- a list\n"])
+def test_damaged_config_yaml_on_resume_says_start_a_new_out(tmp_path: Path, capsys,
+                                                            damage: str) -> None:
+    run = _stored_run(tmp_path)
+    (run / "config.yaml").write_text(damage.replace("\\n", "\n"))
+    code = main(["--out", str(run), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "config.yaml" in err and "new --out" in err and "Traceback" not in err
+
+
+def test_out_naming_a_file_is_one_line(tmp_path: Path, capsys, in_tmp: Path) -> None:
+    (in_tmp / "taken").write_text("mine")
+    code = main(["--target", "pixel", "--lat", "50ms", "--out", "taken", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out 'taken' is a file" in err and len(err.splitlines()) == 1
+    assert (in_tmp / "taken").read_text() == "mine"
+
+
+def test_read_only_run_folder_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """(As root chmod cannot make a folder read-only, so the access check is faked;
+    tests/test_hostile_inputs.py covers the real chmod for non-root users.)"""
+    import hwnas.search.run as run_mod
+
+    run = _stored_run(tmp_path)
+    monkeypatch.setattr(run_mod.os, "access", lambda p, mode: Path(p) != run)
+    code = main(["--out", str(run), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is read-only" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
 
 
 def test_subprocess_exit_code_and_single_line(tmp_path: Path) -> None:

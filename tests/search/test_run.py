@@ -164,8 +164,12 @@ def _wait_for_running_trial(proc: subprocess.Popen, run_dir: Path) -> None:
 
 def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(nas_search_cmd(*TINY_FLAGS, "--trials", "4", "--sampler", "random",
-                                           "--out", str(run_dir), "--quiet"),
+
+    def command(lat: str = "50ms") -> list[str]:
+        flags = [lat if f == "50ms" else f for f in TINY_FLAGS]
+        return [*flags, "--trials", "4", "--sampler", "random", "--out", str(run_dir), "--quiet"]
+
+    proc = subprocess.Popen(nas_search_cmd(*command()),
                             cwd=tmp_path, env=one_thread_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -179,7 +183,13 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     killed = before[before["state"] == "RUNNING"]
     assert len(done_before) >= 1 and len(killed) >= 1
 
-    p = nas_search("--resume", "--out", str(run_dir), "--quiet", cwd=tmp_path)
+    # the same command with a changed --lat: one line naming both values, nothing touched
+    p = nas_search(*command(lat="40ms"), "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
+    assert "--lat cannot change" in p.stderr and "'50ms'" in p.stderr and "'40ms'" in p.stderr
+    assert study_trials(run_dir).equals(before)
+    # the same command as typed, plus --resume: accepted
+    p = nas_search(*command(), "--resume", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     after = study_trials(run_dir).set_index("number")
     # nothing finished is lost or changed

@@ -115,7 +115,7 @@ class SupernetEstimator(Estimator):
         if self._supernet is None:
             if not config.supernet:
                 raise HwnasError("estimator 'supernet' needs a supernet id (plan_supernet sets it)")
-            self._supernet = load_supernet(config.supernet, device="cpu")
+            self._supernet = load_supernet(config.supernet, device=config.device)
         return self._supernet
 
     def accuracy(self, trial: Any, comp: Components, arch: Arch, report: Any = None) -> float:

@@ -97,7 +97,7 @@ class Components:
                     raise
                 self.data = load_dataset(c.data, train_subset=None, **kw)
         tkw: dict[str, Any] = dict(epochs=c.epochs, batch_size=c.batch_size,
-                                   resolution=c.proxy_resolution, seed=c.seed)
+                                   resolution=c.proxy_resolution, seed=c.seed, device=c.device)
         if c.lr is not None:
             tkw["lr"] = c.lr
         self.train_config = TrainConfig(**tkw)

@@ -66,7 +66,7 @@ def retrain_best(config: SearchConfig, run_dir: Path,
     data = load_dataset(c.data, resolution=c.proxy_resolution, val_size=c.val_size,
                         train_subset=None, seed=c.seed)
     kw: dict[str, Any] = dict(epochs=c.retrain_epochs, batch_size=c.batch_size,
-                              resolution=c.proxy_resolution, seed=c.seed)
+                              resolution=c.proxy_resolution, seed=c.seed, device=c.device)
     if c.lr is not None:
         kw["lr"] = c.lr
     t0 = time.perf_counter()

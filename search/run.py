@@ -347,7 +347,8 @@ def run_search(config: SearchConfig, resume: bool = False,
         if resume:
             requeue_interrupted(config, run_dir)
         if supernet_to_train is not None:
-            _train_supernet(supernet_to_train, config.supernet, notify, progress is not None)
+            _train_supernet(supernet_to_train, config.supernet, notify, progress is not None,
+                            config.device)
         if progress:  # set-up passed: the caller may show its progress from here on
             progress(finished_count(study), config.trials, best_value(study))
         remaining = config.trials - finished_count(study)
@@ -374,13 +375,13 @@ def run_search(config: SearchConfig, resume: bool = False,
 
 
 def _train_supernet(settings: object, sid: str | None, notify: Callable[[str], None],
-                    bar: bool) -> None:
+                    bar: bool, device: str = "auto") -> None:
     from hwnas.supernet import train_supernet
 
     t0 = time.monotonic()
     notify(f"training supernet {sid} ({settings.epochs} epochs; once, then cached "
            f"under $HWNAS_HOME/supernets) before the search")
-    train_supernet(settings, progress=bar)
+    train_supernet(settings, device=device, progress=bar)
     notify(f"supernet {sid} trained in {time.monotonic() - t0:.0f} s")
 
 

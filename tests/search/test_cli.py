@@ -74,7 +74,9 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
                 "--prefilter", "synflow", "--prefilter-keep", "0.3", "--workers", "2",
                 "--backend", "ray", "--max-failures", "1", "--storage", "sqlite:///x.db",
                 "--out", str(tmp_path / "r"), "--seed", "4", "--estimator", "supernet",
-                "--supernet", "sn-1", "--supernet-epochs", "3", "--retrain-epochs", "5")
+                "--supernet", "sn-1", "--supernet-epochs", "3", "--retrain-epochs", "5",
+                "--device", "cpu", "--gpus-per-trial", "0.5", "--cpus-per-trial", "2",
+                "--timeout-kill")
     assert (c.latency_ms, c.space, c.trials, c.timeout_s, c.sampler, c.reward, c.w) == (
         30.0, "mnasnet", 7, 300.0, "rl", "hard", -0.5)
     assert (c.epochs, c.proxy_resolution, c.resolution, c.train_subset, c.val_size, c.lr) == (
@@ -84,10 +86,20 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
     assert (c.storage, c.out, c.seed) == ("sqlite:///x.db", str(tmp_path / "r"), 4)
     assert (c.estimator, c.supernet, c.supernet_epochs, c.retrain_epochs) == (
         "supernet", "sn-1", 3, 5)
+    assert (c.device, c.gpus_per_trial, c.cpus_per_trial, c.timeout_kill) == ("cpu", 0.5, 2, True)
+
+
+def test_device_reaches_the_trainer(tmp_path: Path) -> None:
+    from hwnas.search.objective import Components
+
+    comp = Components.build(parse_config({"target": "pixel", "latency": "50ms", "device": "cpu",
+                                          "train_subset": 256, "val_size": 64}), tmp_path)
+    assert comp.train_config.device == "cpu"
 
 
 def test_ray_address_implies_ray_and_pareto_defaults_to_nsga2() -> None:
     assert _config("--target", "pixel", "--lat", "50ms", "--ray-address", "auto").backend == "ray"
+    assert _config("--target", "pixel", "--lat", "50ms").device == "auto"
     assert _config("--target", "pixel", "--lat", "50ms", "--reward", "pareto").sampler == "nsga2"
 
 

@@ -63,6 +63,9 @@ def test_cli_run_leaves_a_complete_run_folder(tiny_run) -> None:
     run_dir, p = tiny_run
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
+    from hwnas.proxy import load_split_manifest
+
+    assert load_split_manifest(run_dir)  # the data split, recorded at run start
     run = load_run(run_dir)
     df = run.trials
     assert len(df) == 3 and list(df["number"]) == [0, 1, 2]

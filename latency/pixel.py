@@ -40,6 +40,8 @@ V1_RESOLUTION_RANGE = (224, 224)
 
 class OutsideFittedRange(UserWarning):
     """A fitted target was asked for an input size its data do not cover."""
+
+
 # nn-Meter also has Pixel 4 and Pixel 6 tables, but no whole network was
 # measured on those phones with a runtime we can match, so a target for them
 # could not be checked the way this one is (docs/latency.md).

@@ -160,7 +160,9 @@ def test_resolution_warning_fires_outside_the_fitted_range_only(shipped: dict) -
 def test_cli_predict_says_when_the_target_was_never_fitted_there(capsys) -> None:
     from hwnas.latency.cli import main
 
-    assert main(["predict", "--target", "pixel", "--arch", "mobilenetv2", "--resolution", "32"]) == 0
+    assert (
+        main(["predict", "--target", "pixel", "--arch", "mobilenetv2", "--resolution", "32"]) == 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "never fitted at 32 px" in err[0]
     assert main(["predict", "--target", "pixel", "--arch", "mobilenetv2", "--json"]) == 0

@@ -123,3 +123,15 @@ def test_the_tflite_runner_measures_layers_and_networks() -> None:
     for protocol in ("flushed", STANDARD):
         s = measure_arch(arch, 32, runner, runs=3, warmup=1, num_classes=10, protocol=protocol)
         assert s.n == 3 and s.median > 0
+
+
+def test_host_tflite_target_fills_and_predicts() -> None:
+    """The built-in tflite target measures its layers as .tflite models (it used to refuse)."""
+    from hwnas.latency import load_target
+
+    target = load_target("host-tflite")
+    arch = reference("mobilenetv3_small", width=0.35)
+    keys = layer_keys(arch, 16)
+    assert target.fill(keys) == len(set(keys))
+    assert target.provenance["runtime"].startswith("tflite")
+    assert target.predict(arch, 16) > 0

@@ -223,32 +223,40 @@ def record_error(trial: Any, e: BaseException) -> None:
     trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
 
 
+def pruning_report(trial: Any, comp: Components, lat: float):  # noqa: ANN201
+    """``report(epoch, val_acc)`` for the trainer: tells the trial its per-epoch
+    reward and raises ``optuna.TrialPruned`` when the study's pruner says so.
+    ``trial`` needs ``report``, ``should_prune`` and ``set_user_attr`` (an Optuna
+    trial, or a Ray worker's storage trial)."""
+
+    def report(epoch: int, val_acc: float) -> None:
+        if comp.reward.multi_objective:
+            return  # Optuna cannot prune multi-objective studies
+        # The pruner compares what the search maximises: the accuracy so far
+        # combined with the known latency through the run's reward, so a fast
+        # net a little below the median accuracy is not stopped when its
+        # reward would win. A pruned trial's last report is its reward for RL.
+        value = float(comp.reward(val_acc, lat))
+        trial.report(value, epoch)
+        if epoch + 1 >= comp.config.epochs:
+            return  # the last epoch: this accuracy is the result, not a forecast
+        if trial.should_prune():
+            trial.set_user_attr("accuracy", val_acc)
+            trial.set_user_attr("reward", value)
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} with accuracy {val_acc:.4f} "
+                                     f"(reward {value:.4f})")
+
+    return report
+
+
 def make_objective(comp: Components):  # noqa: ANN201 - optuna objective
     """The define-by-run objective for ``study.optimize``."""
 
     def objective(trial: optuna.Trial):  # noqa: ANN202
         arch = comp.space.sample(trial)
         lat = describe_arch(trial, comp, arch)
-
-        def report(epoch: int, val_acc: float) -> None:
-            if comp.reward.multi_objective:
-                return  # Optuna cannot prune multi-objective studies
-            # The pruner compares what the search maximises: the accuracy so far
-            # combined with the known latency through the run's reward, so a fast
-            # net a little below the median accuracy is not stopped when its
-            # reward would win. A pruned trial's last report is its reward for RL.
-            value = float(comp.reward(val_acc, lat))
-            trial.report(value, epoch)
-            if epoch + 1 >= comp.config.epochs:
-                return  # the last epoch: this accuracy is the result, not a forecast
-            if trial.should_prune():
-                trial.set_user_attr("accuracy", val_acc)
-                trial.set_user_attr("reward", value)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} with accuracy {val_acc:.4f} "
-                                         f"(reward {value:.4f})")
-
         try:
-            return evaluate_arch(trial, comp, arch, lat, report=report)
+            return evaluate_arch(trial, comp, arch, lat, report=pruning_report(trial, comp, lat))
         except optuna.TrialPruned:
             raise
         except Exception as e:  # recorded as a failed trial; the search goes on

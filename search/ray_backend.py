@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -20,12 +21,14 @@ import optuna
 import yaml
 
 from .config import SearchConfig, parse_config
-from .objective import Components, describe_arch, evaluate_arch, record_error
+from .estimators import WEIGHTS_DIR
+from .objective import Components, describe_arch, evaluate_arch, pruning_report, record_error
 from .samplers import make_sampler
 from .study import (
     Progress,
     best_value,
     finished_count,
+    make_pruner,
     make_storage,
     open_study,
     sampler_seed,
@@ -39,22 +42,35 @@ KILL_ONCE_ENV = "HWNAS_TEST_KILL_WORKER_ONCE"
 _COMPONENTS: dict[str, Components] = {}
 PROGRESS_POLL_S = 2.0
 NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+# Our trials report per-epoch values under EPOCH_METRIC (for ASHA) and the search
+# metric only at the end; Tune's strict check would reject the epoch reports.
+STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+EPOCH_METRIC = "epoch_reward"
+PRUNED_KEY = "pruned"  # as ray_searcher.PRUNED_KEY
 
 
 class _StorageTrial:
-    """The slice of ``optuna.Trial`` a worker needs: its number, user attrs
-    written straight to the study's storage, and the study (read-only use)."""
+    """The slice of ``optuna.Trial`` a worker needs: its number, user attrs and
+    per-epoch values written straight to the study's storage, the run's pruner
+    asked as ``Trial.should_prune`` would, and the study (read-only use)."""
 
     def __init__(self, config: SearchConfig, run_dir: Path, number: int) -> None:
         self.number = number
         self._name = study_name(config, run_dir)
         self._storage = make_storage(config, run_dir)
+        self._pruner = make_pruner(config.pruner)
         sid = self._storage.get_study_id_from_name(self._name)
         self._tid = self._storage.get_trial_id_from_study_id_trial_number(sid, number)
         self._study = None
 
     def set_user_attr(self, key: str, value: object) -> None:
         self._storage.set_trial_user_attr(self._tid, key, value)
+
+    def report(self, value: float, step: int) -> None:
+        self._storage.set_trial_intermediate_value(self._tid, step, value)
+
+    def should_prune(self) -> bool:
+        return self._pruner.prune(self.study, self._storage.get_trial(self._tid))
 
     @property
     def study(self) -> optuna.Study:
@@ -66,11 +82,39 @@ class _StorageTrial:
 def _components(config_yaml: str, run_dir: str) -> Components:
     key = config_yaml + run_dir
     if key not in _COMPONENTS:  # once per Ray worker process
-        _COMPONENTS[key] = Components.build(parse_config(yaml.safe_load(config_yaml)), Path(run_dir))
+        # Trials write their weights here, on the worker's own disk; they travel to the
+        # driver's run folder through the run's WeightSink (the run folder may not be
+        # reachable, or writable, from this node).
+        scratch = Path(tempfile.mkdtemp(prefix="hwnas-trial-"))
+        _COMPONENTS[key] = Components.build(parse_config(yaml.safe_load(config_yaml)), scratch)
     return _COMPONENTS[key]
 
 
-def _trainable(params: dict, config_yaml: str, run_dir: str) -> None:
+def _asha_report(trial: _StorageTrial, comp: Components, lat: float):  # noqa: ANN202
+    """Per-epoch reward to Ray Tune (its ASHA scheduler decides) and to the study."""
+    from ray import tune
+
+    def report(epoch: int, val_acc: float) -> None:
+        value = float(comp.reward(val_acc, lat))
+        trial.report(value, epoch)
+        if epoch + 1 < comp.config.epochs:  # stopped here, the trial keeps what it reached
+            trial.set_user_attr("accuracy", val_acc)
+            trial.set_user_attr("reward", value)
+            tune.report({EPOCH_METRIC: value})
+
+    return report
+
+
+def _send_weights(comp: Components, number: int, sink: str) -> None:
+    import ray
+
+    path = comp.run_dir / WEIGHTS_DIR / f"{number}.pt"
+    if path.is_file():
+        ray.get(ray.get_actor(sink).save.remote(number, path.read_bytes()))
+        path.unlink()
+
+
+def _trainable(params: dict, config_yaml: str, run_dir: str, sink: str) -> None:
     from ray import tune
 
     marker = os.environ.get(KILL_ONCE_ENV)
@@ -81,19 +125,23 @@ def _trainable(params: dict, config_yaml: str, run_dir: str) -> None:
     number = int(params["_trial_number"])
     lat = float(params["_latency_ms"])
     arch = comp.space.decode({k: v for k, v in params.items() if not k.startswith("_")})
-    trial = _StorageTrial(comp.config, comp.run_dir, number)
+    trial = _StorageTrial(comp.config, Path(run_dir), number)
+    asha = comp.config.pruner == "asha" and not comp.config.multi_objective
+    report = (_asha_report if asha else pruning_report)(trial, comp, lat)
     try:
-        value = evaluate_arch(trial, comp, arch, lat)
+        value = evaluate_arch(trial, comp, arch, lat, report=report)
     except optuna.TrialPruned:
-        return  # no metric reported: OptunaSearch records the trial as PRUNED
+        tune.report({PRUNED_KEY: 1})  # no search metric: OptunaSearch records it PRUNED
+        return
     except Exception as e:
         record_error(trial, e)
         raise
+    _send_weights(comp, number, sink)
     if comp.config.multi_objective:
         acc, lat_v = value
         tune.report({"accuracy": acc, "latency_ms": lat_v})
     else:
-        tune.report({"reward": value})
+        tune.report({"reward": value, EPOCH_METRIC: value})
 
 
 class _Define:
@@ -118,11 +166,36 @@ class _Define:
         return {"_trial_number": trial.number, "_latency_ms": lat}
 
 
+def _resources(config: SearchConfig) -> dict:
+    """CPUs and GPUs of one trial: as given, else the cluster's CPUs shared by
+    ``workers`` and one whole GPU per trial when the cluster has GPUs."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus = config.cpus_per_trial or max(1, int(total.get("CPU", 1)) // max(1, config.workers))
+    gpus = config.gpus_per_trial
+    if gpus is None:
+        gpus = 1 if total.get("GPU", 0) >= 1 else 0
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def _scheduler(config: SearchConfig):  # noqa: ANN202
+    """Ray Tune's ASHA for ``--pruner asha``; otherwise None (FIFO): the study's
+    own pruner acts, from inside each trial, exactly as with the local backend."""
+    if config.pruner != "asha" or config.multi_objective:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", metric=EPOCH_METRIC, mode="max",
+                         max_t=config.epochs, grace_period=1)
+
+
 def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
             progress: Progress | None = None) -> None:
     import ray
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .ray_searcher import RunSearcher, start_weight_sink
 
     storage = make_storage(config, run_dir)
     seed = sampler_seed(config, run_dir, create=False)  # as open_study
@@ -132,28 +205,31 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
         metric, mode = ["accuracy", "latency_ms"], ["max", "min"]
     else:
         metric, mode = "reward", "max"
-    searcher = OptunaSearch(space=define, metric=metric, mode=mode,
-                            sampler=make_sampler(config.sampler, seed=seed,
-                                                 multi_objective=config.multi_objective,
-                                                 trials=config.trials),
-                            study_name=study_name(config, run_dir), storage=storage)
+    searcher = RunSearcher(space=define, metric=metric, mode=mode,
+                           sampler=make_sampler(config.sampler, seed=seed,
+                                                multi_objective=config.multi_objective,
+                                                trials=config.trials),
+                           study_name=study_name(config, run_dir), storage=storage,
+                           timeout_s=config.timeout_s, timeout_kill=config.timeout_kill)
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, **({} if config.ray_address else
                                              {"num_cpus": os.cpu_count() or 1}))
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, config.workers))
-    n_gpus = ray.cluster_resources().get("GPU", 0)
-    gpus = min(1.0, n_gpus / max(1, config.workers)) if n_gpus >= 1 else 0  # GPUs are shared
+    sink_name = f"hwnas-weights-{os.getpid()}-{study_name(config, run_dir)}"
+    sink = start_weight_sink(run_dir, sink_name)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, config_yaml=config.to_yaml(), run_dir=str(run_dir.resolve())),
-        {"cpu": cpus, "gpu": gpus})
+        tune.with_parameters(_trainable, config_yaml=config.to_yaml(),
+                             run_dir=str(run_dir.resolve()), sink=sink_name),
+        _resources(config))
 
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
-                                    max_concurrent_trials=config.workers,
-                                    time_budget_s=config.timeout_s),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(config),
+                                    num_samples=remaining, max_concurrent_trials=config.workers,
+                                    # --timeout-kill: Tune ends running trials at the timeout;
+                                    # otherwise the searcher stops starting new ones.
+                                    time_budget_s=config.timeout_s if config.timeout_kill else None),
         run_config=tune.RunConfig(name="ray", storage_path=str((run_dir / "ray").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=config.max_failures),
                                   verbose=0),
@@ -170,8 +246,9 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
     poller = threading.Thread(target=report, daemon=True) if progress else None
     # Ray Tune's new console output prints an experiment table even at verbose=0;
     # the legacy reporter honours it (our progress bar says what is needed).
-    old_output = os.environ.get(NEW_OUTPUT_ENV)
+    saved_env = {k: os.environ.get(k) for k in (NEW_OUTPUT_ENV, STRICT_METRIC_ENV)}
     os.environ[NEW_OUTPUT_ENV] = "0"
+    os.environ[STRICT_METRIC_ENV] = "1"
     try:
         if poller:
             poller.start()
@@ -181,12 +258,14 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
             warnings.filterwarnings("ignore", message="Define-by-run function")
             tuner.fit()
     finally:
-        if old_output is None:
-            os.environ.pop(NEW_OUTPUT_ENV, None)
-        else:
-            os.environ[NEW_OUTPUT_ENV] = old_output
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         done.set()
         if poller:
             poller.join()
+        ray.kill(sink)
         if started_here:
             ray.shutdown()

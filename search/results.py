@@ -172,7 +172,7 @@ def _weights_number(df, number) -> int:  # noqa: ANN001
 def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> None:  # noqa: ANN001
     import torch
 
-    from hwnas.space import Arch, build, export_onnx
+    from hwnas.space import Arch, build, export_onnx, export_tflite
 
     info = {k: (None if _isnan(best[k]) else best[k]) for k in
             ("number", "arch", "params", "madds", "latency_ms", "accuracy", "reward")}
@@ -189,6 +189,7 @@ def _write_best(config: SearchConfig, run_dir: Path, best, weights_of: int) -> N
         model = build(arch, num_classes=num_classes)
         model.load_state_dict(state)
         export_onnx(arch, run_dir / "best.onnx", resolution=config.resolution, model=model)
+        export_tflite(arch, run_dir / "best.tflite", resolution=config.resolution, model=model)
         info["num_classes"] = int(num_classes)
     info.update(estimator=config.estimator, supernet=config.supernet)
     if config.estimator != "train":

@@ -22,7 +22,7 @@ TINY_FLAGS = ["--target", "pixel", "--lat", "50ms", "--train-subset", "256", "--
 TINY = dict(target="pixel", latency="50ms", train_subset=256, val_size=256, proxy_resolution=16,
             epochs=1, seed=0, timeout_s=None)
 RUN_FILES = ("config.yaml", "study.db", "trials.parquet", "trials.csv", "best.json", "best.pt",
-             "best.onnx", "pareto.csv", "reward.png", "acc_vs_latency.png")
+             "best.onnx", "best.tflite", "pareto.csv", "reward.png", "acc_vs_latency.png")
 SUBPROCESS_TIMEOUT_S = 300
 
 

@@ -100,3 +100,19 @@ def test_postgresql_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
         assert main(["--resume", "--out", "pgrun", "--trials", "3", "--quiet"]) == 0
         assert len(optuna.load_study(study_name="pgrun", storage=url).trials) == 3
         assert len(load_run(run_dir).trials) == 3
+
+
+def test_ray_timeout_lets_running_trials_finish(local_ray: Path, tmp_path: Path) -> None:
+    """--timeout under Ray stops starting trials; the running ones finish COMPLETE,
+    their per-epoch rewards reached the study (the pruner saw them), and their
+    weights reached the driver's run folder through the weight sink."""
+    run_dir = run_search(tiny_config(tmp_path / "run", trials=6, backend="ray", workers=2,
+                                     sampler="random", epochs=2, timeout_s=3.0))
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'study.db'}")
+    states = [t.state.name for t in study.trials]
+    assert 1 <= len(states) < 6 and set(states) == {"COMPLETE"}, states
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == [0, 1]
+    best = load_run(run_dir).best
+    assert (run_dir / "weights" / f"{best['number']}.pt").is_file()
+    assert (run_dir / "best.pt").is_file() and (run_dir / "best.onnx").is_file()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hwnas.common.cli import Parser, run_cli
 from hwnas.common.cli import seed as seed_type
-from hwnas.common.errors import ConfigError, HwnasError
+from hwnas.common.errors import HwnasError
 from hwnas.common.units import shorten
 
 from .config import (
@@ -37,6 +37,7 @@ from .estimators import ESTIMATOR_REGISTRY
 from .prefilter import PREFILTER_REGISTRY
 from .rewards import REWARD_REGISTRY
 from .samplers import SAMPLER_REGISTRY, default_sampler
+from .storage import saved_config as stored_config
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|h)?\s*$")
 _DURATION_S = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -170,15 +171,7 @@ def saved_config(out: str) -> SearchConfig:
     cfg = Path(out) / "config.yaml"
     if not cfg.is_file():
         raise HwnasError(f"cannot resume {out}: no config.yaml there")
-    try:
-        return SearchConfig.from_yaml(cfg)
-    except HwnasError as e:
-        msg = str(e)
-        if str(cfg) not in msg:
-            msg = f"{cfg}: {msg}"
-        if "new --out" not in msg:
-            msg += "; the run's config.yaml is damaged: start a new --out"
-        raise ConfigError(msg) from None
+    return stored_config(cfg)
 
 
 def _same(field: str, stored: SearchConfig, new: SearchConfig) -> bool:

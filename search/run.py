@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
 from hwnas.common.atomic import atomic_write_text
-from hwnas.common.errors import ConfigError, HwnasError
+from hwnas.common.errors import HwnasError
 from hwnas.common.units import shorten
 from hwnas.latency import SpaceLatency, space_keys
 from hwnas.proxy import save_split_manifest
@@ -43,7 +43,13 @@ from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
 from .ray_backend import run_ray
 from .results import write_results
 from .retrain import retrain_best
-from .storage import STUDY_FILE, check_shared_storage, check_sqlite_study
+from .storage import (
+    STUDY_FILE,
+    check_run_folder,
+    check_shared_storage,
+    check_sqlite_study,
+    saved_config,
+)
 from .study import (
     FINISHED,
     INTERRUPTED_ATTR,
@@ -126,29 +132,6 @@ def _check_storage(config: SearchConfig, run_dir: Path, resume: bool) -> None:
                        "--resume to continue it or --out to start a new run")
 
 
-def _check_run_folder(run_dir: Path) -> None:
-    """``--out`` must be a folder (or not exist yet) this process may write in."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"--out {shorten(str(run_dir))} is a file, not a run folder: name a new "
-                       "folder (or an existing run's folder with --resume)")
-    parent = run_dir if run_dir.exists() else next(
-        (p for p in run_dir.absolute().parents if p.exists()), None)
-    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        raise RunError(f"run folder {shorten(str(run_dir))} cannot be written "
-                       f"({'it' if parent == run_dir else shorten(str(parent))} is read-only): "
-                       "make it writable or pass another --out")
-
-
-def _saved_config(cfg_file: Path) -> SearchConfig:
-    try:
-        return SearchConfig.from_yaml(cfg_file)
-    except HwnasError as e:
-        msg = str(e) if str(cfg_file) in str(e) else f"{cfg_file}: {e}"
-        if "new --out" not in msg:
-            msg += "; the run's config.yaml is damaged: start a new --out"
-        raise ConfigError(msg) from None
-
-
 def prepare(config: SearchConfig, resume: bool = False,
             with_data: bool = True) -> tuple[SearchConfig, Path, Components]:
     """Check the inputs; nothing is written on bad input.
@@ -158,11 +141,11 @@ def prepare(config: SearchConfig, resume: bool = False,
     """
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     cfg_file = run_dir / "config.yaml"
-    _check_run_folder(run_dir)
+    check_run_folder(run_dir)
     if resume:
         if not cfg_file.is_file():
             raise RunError(f"cannot resume {run_dir}: no config.yaml there (start it without --resume)")
-        saved = _saved_config(cfg_file)
+        saved = saved_config(cfg_file)
         # A resumed run keeps its search settings; only the budget may change.
         config = saved.model_copy(update={k: getattr(config, k) for k in RESUMABLE_FIELDS})
         if not config.storage:
@@ -393,7 +376,9 @@ def _run_local(comp: Components,
         if progress:
             progress(finished_count(study), config.trials, best_value(study))
 
-    if config.workers == 1:
+    kill_at = (time.monotonic() + config.timeout_s
+               if config.timeout_kill and config.timeout_s is not None else None)
+    if config.workers == 1 and kill_at is None:
         _optimize(comp, config.timeout_s, on_trial)
         return
     threads = max(1, (os.cpu_count() or 1) // config.workers)
@@ -407,6 +392,8 @@ def _run_local(comp: Components,
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(2.0)
+            if kill_at is not None and time.monotonic() >= kill_at:
+                break  # --timeout-kill: the running trials end (re-queued by --resume)
             if progress:
                 progress(finished_count(study), config.trials, best_value(study))
     finally:

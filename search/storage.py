@@ -1,4 +1,7 @@
-"""Checks of a run's Optuna storage before anything is written.
+"""Checks of a run folder and its Optuna storage before anything is written.
+
+* ``--out`` must be a folder this process can write (not a file, not read-only);
+* a resumed run's ``config.yaml`` that cannot be read is named, with what to do;
 
 * a resumed run's SQLite ``study.db`` is opened read-only and checked, so a
   truncated or overwritten file is named in one line (start a new ``--out``)
@@ -11,13 +14,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hwnas.common.errors import HwnasError
+from hwnas.common.errors import ConfigError, HwnasError
 from hwnas.common.units import shorten
 
 if TYPE_CHECKING:
@@ -50,6 +54,32 @@ def check_sqlite_study(db: Path, name: str) -> None:
     if name not in names:
         raise StorageError(f"{shorten(str(db))} holds no study {name!r} (it holds "
                            f"{', '.join(sorted(names)) or 'none'}): {fix}")
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """``--out`` must be a folder (or not exist yet) this process may write in."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StorageError(f"--out {shorten(str(run_dir))} is a file, not a run folder: name a new "
+                       "folder (or an existing run's folder with --resume)")
+    parent = run_dir if run_dir.exists() else next(
+        (p for p in run_dir.absolute().parents if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise StorageError(f"run folder {shorten(str(run_dir))} cannot be written "
+                       f"({'it' if parent == run_dir else shorten(str(parent))} is read-only): "
+                       "make it writable or pass another --out")
+
+
+def saved_config(cfg_file: Path) -> SearchConfig:
+    """A run's config.yaml; a damaged one is named, with what to do."""
+    from .config import SearchConfig
+
+    try:
+        return SearchConfig.from_yaml(cfg_file)
+    except HwnasError as e:
+        msg = str(e) if str(cfg_file) in str(e) else f"{cfg_file}: {e}"
+        if "new --out" not in msg:
+            msg += "; the run's config.yaml is damaged: start a new --out"
+        raise ConfigError(msg) from None
 
 
 def _sqlite_path(url: str) -> Path | None:

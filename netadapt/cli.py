@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(progress, RichProgress):
                 progress.stop()
         _print_summary(summary)
-        print(f"wrote {cfg.out}/ (history.parquet, arch.txt, final.pt, final.onnx, trajectory.png)")
+        print(f"wrote {cfg.out}/ (history.parquet, arch.txt, final.pt, final.onnx, final.tflite, trajectory.png)")
 
     return run_cli("netadapt", build_parser(), refine, argv, on_interrupt=lambda _a: (
         f"interrupted; run again with resume: true to continue from {where['out']}/state.json"))

@@ -200,6 +200,7 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
             progress: Progress, seconds: float) -> dict:
     """Long-term fine-tune, then final weights, ONNX, plot, summary."""
     from hwnas.space.onnx_export import export_onnx
+    from hwnas.space.tflite_export import export_tflite
 
     cfg, out = p.cfg, p.out
     arch = Arch.from_str(state["arch"])
@@ -214,6 +215,8 @@ def _finish(p: Prepared, state: dict, model: nn.Module, rows: list[dict], stuck:
     atomic_write_text(out / "arch.txt", arch.to_str() + "\n")
     export_onnx(arch, out / "final.onnx", resolution=cfg.resolution,
                 num_classes=p.data.num_classes, model=model)
+    export_tflite(arch, out / "final.tflite", resolution=cfg.resolution,
+                  num_classes=p.data.num_classes, model=model)  # what an Android app ships
     init = state["initial"]
     nc = p.data.num_classes
     summary = {

@@ -40,9 +40,26 @@ def test_refine_meets_the_goal(finished):
     assert s["goal_ms"] == pytest.approx(0.8 * s["initial"]["latency_ms"])
     assert s["iterations"] >= 2 and 0 <= s["final"]["accuracy"] <= 1
     for name in ("config.yaml", "state.json", "history.parquet", "history.csv", "arch.txt",
-                 "final.pt", "final.onnx", "trajectory.png", "pretrained.pt"):
+                 "final.pt", "final.onnx", "final.tflite", "trajectory.png", "pretrained.pt"):
         assert (out / name).is_file(), name
     assert not list(out.glob("iter_*.pt")) and not list(out.glob(".*tmp"))
+
+
+def _same_as_tflite(net, path, summary) -> None:
+    """The pruned net with its final weights, as an app would run final.tflite."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    res = summary["resolution"]
+    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = net(x).numpy()
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy()))
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
 def test_outputs_are_consistent(finished):
@@ -52,6 +69,7 @@ def test_outputs_are_consistent(finished):
     assert arch.to_str() == s["final"]["arch"]
     net = build(arch, num_classes=10)
     net.load_state_dict(torch.load(out / "final.pt", weights_only=True), strict=True)
+    _same_as_tflite(net.eval(), out / "final.tflite", json.loads((out / "final.json").read_text()))
     hist = pd.read_parquet(out / "history.parquet")
     assert list(hist.columns) == HISTORY_COLUMNS
     assert hist.equals(pd.read_csv(out / "history.csv").astype(hist.dtypes.to_dict()))

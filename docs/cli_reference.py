@@ -21,6 +21,7 @@ COMMANDS = (
     ("netadapt", "hwnas.netadapt.cli", "build_parser"),
     ("nas-latency", "hwnas.latency.cli", "make_parser"),
     ("nas-space", "hwnas.space.cli", "make_parser"),
+    ("nas-supernet", "hwnas.supernet.cli", "make_parser"),
 )
 HELP_WIDTH = 100  # argparse wraps at $COLUMNS; fixed so the file is the same everywhere
 OUT = Path(__file__).with_name("cli.md")

@@ -59,6 +59,8 @@ def test_train_once_then_reuse(tiny_space, toy_data: Path, home: Path) -> None:
 
 _KILLER = """
 import os, signal, sys
+import torch
+torch.set_num_threads(1)  # as the test process below: the same reduction order, the same weights
 sys.path.insert(0, {here!r})
 import supernet_helpers as h
 h.use_tiny_space()
@@ -69,8 +71,17 @@ train_supernet(config, progress=False,
 """
 
 
+@pytest.fixture
+def one_thread():
+    """Weights equal to 1e-6 need one reduction order: the child and this process at 1 thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tiny_space, toy_data: Path, home: Path,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, one_thread) -> None:
     settings = tiny_settings(toy_data)
     code = textwrap.dedent(_KILLER.format(here=str(HERE), data=str(toy_data)))
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ}, capture_output=True,

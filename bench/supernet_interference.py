@@ -1,0 +1,86 @@
+"""Which elastic decision stops a supernet from learning? Short SPOS runs, one decision varied.
+
+Each run trains a fresh ``mobilenetv3`` supernet for ``--steps`` steps of batch 128
+on 4,096 Fashion-MNIST images at 32 px (one torch thread), starting from a fixed
+path (every block ir4, k3, no SE, relu, skip, filters 1.0, layers 0) and drawing
+per block, each step, only the decision named (``op``, ``kernel``, ``skip``,
+``filters``, ``layers``, ``act``, ``se``), or ``all`` (``SearchSpace.sample_random``)
+or ``none`` (the fixed path). Prints the mean training loss of the first and last
+20 steps and the median gradient norm. The numbers are in docs/benchmarks.md::
+
+    nice .venv/bin/python bench/supernet_interference.py none kernel skip op all
+    nice .venv/bin/python bench/supernet_interference.py --clip 0 all
+    nice .venv/bin/python bench/supernet_interference.py --steps 100 --ops conv,ir4 op
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import hwnas.common  # noqa: F401
+from hwnas.proxy.data import load_dataset
+from hwnas.space.searchspace import BLOCK_FIELDS, get_space
+from hwnas.supernet.model import SuperNet
+
+FIXED = {"op": "ir4", "kernel": 3, "se": 0.0, "act": "relu", "skip": True, "filters": 1.0,
+         "layers": 0}
+
+
+def run(vary: str, steps: int, lr: float, clip: float, data, space,
+        ops: tuple[str, ...] | None = None) -> tuple[float, float, float]:
+    torch.manual_seed(0)
+    net = SuperNet(space, data.num_classes).train()
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    rng = np.random.default_rng(1)
+    choices = dict(BLOCK_FIELDS)
+    if ops:
+        choices["op"] = ops
+    base = space.from_indices(space.sample_indices(np.random.default_rng(0), 1)[0])
+    for b in range(space.num_blocks):
+        base.update({f"b{b}_{k}": v for k, v in FIXED.items()})
+    losses, norms = [], []
+    for _ in range(steps):
+        if vary == "all":
+            arch = space.sample_random(rng)
+        else:
+            p = dict(base)
+            for b in range(space.num_blocks):
+                if vary in choices:
+                    p[f"b{b}_{vary}"] = choices[vary][int(rng.integers(len(choices[vary])))]
+            arch = space.decode(p)
+        idx = torch.randint(0, len(data.train_y), (128,))
+        loss = F.cross_entropy(net(data.train_x[idx], arch), data.train_y[idx], label_smoothing=0.1)
+        opt.zero_grad()
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(net.parameters(), clip or 1e9)))
+        opt.step()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses[:20])), float(np.mean(losses[-20:])), float(np.median(norms))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("vary", nargs="+")
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
+    ap.add_argument("--ops", default=None, help="op choices when varying op, e.g. conv,ir4")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    space = get_space("mobilenetv3")
+    data = load_dataset("fashion-mnist", resolution=32, val_size=500, train_subset=4096, seed=0)
+    for vary in args.vary:
+        t = time.perf_counter()
+        first, last, norm = run(vary, args.steps, args.lr, args.clip, data, space,
+                                 tuple(args.ops.split(",")) if args.ops else None)
+        print(f"{vary}: loss {first:.3f} -> {last:.3f}, median grad norm {norm:.2f}, "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

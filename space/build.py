@@ -155,7 +155,7 @@ class Net(nn.Module):
             stages.append(nn.Sequential(*mods))
         self.blocks = nn.Sequential(*stages)
         self.head = Head(arch.head, chs, num_classes, dropout)
-        _init_weights(self)
+        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x))
@@ -164,8 +164,8 @@ class Net(nn.Module):
         return self.head(self.forward_features(x))
 
 
-def _init_weights(model: nn.Module) -> None:
-    # He (fan-out) init for convs, as MobileNetV2/V3 reference code does.
+def init_weights(model: nn.Module) -> None:
+    """He (fan-out) convs, unit BN, small-normal linears, as MobileNetV2/V3 reference code does."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")

@@ -46,6 +46,7 @@ from hwnas.space.build import (
     InvertedResidual,
     Net,
     SqueezeExcite,
+    init_weights,
 )
 from hwnas.space.notation import stage_to_str
 from hwnas.space.searchspace import (
@@ -94,20 +95,6 @@ def _banks(cin: int, cout: int, mid: int, stride: int) -> nn.ModuleDict:
     ir.se = SqueezeExcite(mid, make_divisible(mid * MAX_SE) + CHANNEL_DIVISOR, "hsigmoid")
     return nn.ModuleDict({"conv": conv, "ds": ds, "ir": ir})
 
-
-def init_weights(model: nn.Module) -> None:
-    """He (fan-out) convs, unit BN, small-normal linears: the builder's initialisation."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 class SuperNet(nn.Module):
@@ -279,4 +266,4 @@ def largest(space: SearchSpace, head: str | None = None) -> Arch:
     return space.decode(values)
 
 
-__all__ = ["SuperNet", "SlotStage", "init_weights", "largest"]
+__all__ = ["SuperNet", "SlotStage", "largest"]

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,16 +94,22 @@ class TrainConfig:
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an int >= 1")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an int >= 1")
-        need(self.lr > 0, "lr", "> 0")
-        need(0 <= self.momentum < 1, "momentum", "in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", ">= 0")
-        need(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)")
-        need(0 <= self.warmup < 1, "warmup", "in [0, 1)")
+        check_recipe(self, need)
         need(isinstance(self.bn_recalibration, int) and self.bn_recalibration >= 0,
              "bn_recalibration", "an int >= 0")
         need(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}")
         need(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps >= 1),
              "max_steps", "None or an int >= 1")
+
+
+def check_recipe(config: object, need: Callable[[bool, str, str], None]) -> None:
+    """The optimiser fields every training config shares (lr, momentum, decay, smoothing, warm-up)."""
+    c: Any = config
+    need(c.lr > 0, "lr", "> 0")
+    need(0 <= c.momentum < 1, "momentum", "in [0, 1)")
+    need(c.weight_decay >= 0, "weight_decay", ">= 0")
+    need(0 <= c.label_smoothing < 1, "label_smoothing", "in [0, 1)")
+    need(0 <= c.warmup < 1, "warmup", "in [0, 1)")
 
 
 @dataclass
@@ -142,7 +149,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The AMP dtype on CUDA (bf16 where supported, else fp16); None on CPU (fp32)."""
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -171,8 +179,14 @@ def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total: int
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=config.lr, total_steps=total, pct_start=ONECYCLE_PCT_START,
             cycle_momentum=False)
-    # Linear warm-up, then per-step cosine decay to 0 (Loshchilov & Hutter 2017, no restarts).
-    warm = math.ceil(config.warmup * total)
+    return warmup_cosine(opt, config.warmup, total)
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, warmup: float, total: int
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` of ``total`` steps, then per-step cosine decay to 0
+    (Loshchilov & Hutter 2017, no restarts)."""
+    warm = math.ceil(warmup * total)
 
     def factor(step: int) -> float:
         if step < warm:
@@ -199,7 +213,7 @@ def evaluate(model: nn.Module, x: torch.Tensor | ImageView, y: torch.Tensor,
     if len(y) == 0:
         raise HwnasError("evaluate needs at least one example, got 0")
     device = _model_device(model)
-    amp = _autocast_dtype(device)
+    amp = autocast_dtype(device)
     was_training = model.training
     model.eval()
     correct = 0
@@ -242,7 +256,7 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor | ImageView, idx: torch.Ten
     model.train()
     streamed = isinstance(x, ImageView)
     device = _model_device(model) if streamed else x.device
-    amp = _autocast_dtype(device)
+    amp = autocast_dtype(device)
     if streamed:
         batches = (xb for xb, _, _ in x.batches(batch_size, device, idx.tolist()) if len(xb) > 1)
     else:  # (a last batch of 1 would fail in BN)
@@ -301,7 +315,7 @@ def train(net: Arch | nn.Module, data: Dataset, config: TrainConfig,
     opt = torch.optim.SGD(_param_groups(model, config.weight_decay), lr=config.lr,
                           momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
     sched = _scheduler(opt, config, total)
-    amp = _autocast_dtype(device)
+    amp = autocast_dtype(device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     result = TrainResult(model=model, val_accuracy=0.0)

@@ -41,7 +41,10 @@ from hwnas.proxy.train import (
     DEFAULT_MOMENTUM,
     DEFAULT_WARMUP,
     DEFAULT_WEIGHT_DECAY,
+    autocast_dtype,
+    check_recipe,
     resolve_device,
+    warmup_cosine,
 )
 from hwnas.space.searchspace import SPACE_NAMES, get_space
 
@@ -99,11 +102,7 @@ class SupernetConfig:
              "train_subset", "None or an int >= 2")
         need(isinstance(self.val_size, int) and self.val_size >= 1, "val_size", "an int >= 1")
         need(isinstance(self.batch_size, int) and self.batch_size >= 2, "batch_size", "an int >= 2")
-        need(self.lr > 0, "lr", "> 0")
-        need(0 <= self.momentum < 1, "momentum", "in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", ">= 0")
-        need(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)")
-        need(0 <= self.warmup < 1, "warmup", "in [0, 1)")
+        check_recipe(self, need)
         need(self.clip_grad >= 0, "clip_grad", ">= 0")
 
     def as_dict(self) -> dict:
@@ -115,11 +114,6 @@ def new_supernet(config: SupernetConfig, num_classes: int) -> SuperNet:
     torch.manual_seed(config.seed)
     return SuperNet(get_space(config.space), num_classes=num_classes)
 
-
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 class Trainer:
@@ -140,16 +134,8 @@ class Trainer:
         self.opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                     {"params": other, "weight_decay": 0.0}],
                                    lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
-        warm = math.ceil(config.warmup * self.total)
-
-        def factor(step: int) -> float:  # linear warm-up, then cosine to 0 (Loshchilov & Hutter 2017)
-            if step < warm:
-                return (step + 1) / (warm + 1)
-            return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, self.total - warm)
-                                         / max(self.total - warm, 1)))
-
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
-        self.amp = _autocast_dtype(self.device)
+        self.sched = warmup_cosine(self.opt, config.warmup, self.total)
+        self.amp = autocast_dtype(self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []

@@ -18,7 +18,11 @@ from hwnas.common.errors import ConfigError, HwnasError
 from hwnas.common.units import parse_latency
 from hwnas.common.yamlio import load_yaml, validation_message
 
-from .prunable import DEFAULT_CHANNEL_STEP
+from .prunable import DEFAULT_CHANNEL_STEP, MODES
+
+# How a proposal is chosen: highest accuracy (NetAdapt, Yang et al. 2018, Sec. 3) or the
+# accuracy lost per millisecond removed (MobileNetV3, Howard et al. 2019, Sec. 4.2).
+SELECTIONS = ("accuracy", "per_latency")
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -122,8 +126,8 @@ class RefineConfig(_Strict):
     goal: str
     resolution: int = Field(224, ge=32, le=1024, description="deployment resolution for latency")
     dr: DrSpec = Field(default_factory=DrSpec)
-    mode: Literal["filters", "mobilenetv3"] = "mobilenetv3"
-    selection: Literal["accuracy", "per_latency"] = "accuracy"
+    mode: Literal[MODES] = "mobilenetv3"  # type: ignore[valid-type]
+    selection: Literal[SELECTIONS] = "accuracy"  # type: ignore[valid-type]
     channel_step: int = Field(DEFAULT_CHANNEL_STEP, ge=1, le=64)
     short_term: ShortTermSpec = Field(default_factory=ShortTermSpec)
     long_term: LongTermSpec = Field(default_factory=LongTermSpec)

@@ -31,7 +31,7 @@ DEFAULT_THREADS = 1  # MnasNet/MobileNetV3 papers: one big core
 DEFAULT_WARMUP = 10
 DEFAULT_RUNS = 50
 CLOCK_CHOICES = ("auto", *protocol.CLOCKS)
-RUNTIMES = ("onnxruntime", "tflite")  # onnxruntime: .onnx files; tflite: LiteRT .tflite files
+RUNTIMES = protocol.RUNTIMES  # onnxruntime: .onnx files; tflite: LiteRT .tflite files (defined where boards read it)
 DEFAULT_RUNTIME = "onnxruntime"
 
 

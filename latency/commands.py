@@ -109,11 +109,12 @@ def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
     table = Table(title="nas-latency targets", title_justify="left")
-    for col in ("name", "kind", "device", "runtime", "entries", "overhead", "measured error"):
+    for col in ("name", "kind", "device", "runtime", "entries", "sources", "overhead",
+                "measured error"):
         table.add_column(col)
     for r in rows:
         if "error" in r:
-            table.add_row(r["name"], "?", f"[red]{r['error']}[/red]", "", "", "", "")
+            table.add_row(r["name"], "?", f"[red]{r['error']}[/red]", "", "", "", "", "")
             continue
         over = r.get("overhead_ms")
         table.add_row(
@@ -122,6 +123,7 @@ def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
             r.get("device", ""),
             r.get("runtime", ""),
             str(r.get("entries", "")),
+            ", ".join(f"{k} {v}" for k, v in (r.get("sources") or {}).items()),
             "" if over is None else f"{over:.3f} ms",
             _fmt_err(r.get("validation")),
         )
@@ -230,6 +232,7 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
         "ms": ms,
         "overhead_ms": target.overhead_ms,
         "layers": frame.to_dict(orient="records"),
+        "source_shares": target.source_shares(arch, args.resolution),
         "warnings": notes,
     }
     if budget is not None:
@@ -245,6 +248,8 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> None:
             table.add_row(r["part"], r["key"], f"{r['ms']:.3f}", r["source"])
         widen(console, table)
         console.print(table)
+        shares = ", ".join(f"{s} {v:.0%}" for s, v in info["source_shares"].items())
+        console.print(f"sources of the predicted ms: {shares}", highlight=False)
     line = f"{arch.name or 'architecture'} on {target.name} @ {args.resolution}px: {ms:.2f} ms"
     if target.overhead_ms:
         line += f" (layers {ms - target.overhead_ms:.2f} + overhead {target.overhead_ms:.2f})"

@@ -136,6 +136,7 @@ class MeasuredTarget(Target):
             "runtime": runtime,
             "threads": prov.get("threads"),
             "entries": len(self.table),
+            "sources": {SOURCE_MEASURED: len(self.table)},
             "overhead_ms": self.table.overhead_ms,
             "updated": prov.get("updated") or prov.get("created"),
             "validation": prov.get("validation"),

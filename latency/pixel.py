@@ -27,7 +27,7 @@ from hwnas.common.errors import HwnasError
 
 from .costmodel import CostModel
 from .keys import LayerKey
-from .target import SOURCE_MEASURED, SOURCE_MODELLED, Target
+from .target import SOURCE_MEASURED_SCALED, SOURCE_MODELLED, Target
 
 MODEL_FILE = "pixel1_costmodel.json"
 FORMAT_VERSION = 2
@@ -86,7 +86,7 @@ class PixelTarget(Target):
     def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
         modelled = self.model.predict(keys)
         return [
-            (self._measured[k], SOURCE_MEASURED)
+            (self._measured[k], SOURCE_MEASURED_SCALED)
             if k in self._measured
             else (float(m), SOURCE_MODELLED)
             for k, m in zip(keys, modelled, strict=True)
@@ -115,6 +115,9 @@ class PixelTarget(Target):
             "updated": prov.get("fitted"),
             "validation": validation,
             "resolution_range": list(self.resolution_range),
+            # layer keys by source: the scaled ProxylessNAS entries; every other key is modelled
+            "sources": ({SOURCE_MEASURED_SCALED: len(self._measured), SOURCE_MODELLED: "all others"}
+                        if self._measured else {SOURCE_MODELLED: "all"}),
             "provenance": prov,
         }
 

@@ -33,8 +33,12 @@ from .keys import LayerKey, layer_keys
 if TYPE_CHECKING:
     from .runners.base import Stats
 
-SOURCE_MEASURED = "measured"
-SOURCE_MODELLED = "modelled"
+SOURCE_MEASURED = "measured"  # timed on the target device by a runner
+# measured on the device by others, then scaled by a model ratio (pixel's ProxylessNAS
+# entries: 2018 runtime, scaled to the Table-3 runtime by 0.61-0.94)
+SOURCE_MEASURED_SCALED = "measured-scaled"
+SOURCE_MODELLED = "modelled"  # predicted by a cost model fitted to measurements
+SOURCES = (SOURCE_MEASURED, SOURCE_MEASURED_SCALED, SOURCE_MODELLED)
 OVERHEAD_PART = "overhead"  # the extra breakdown row: once per network, not a layer
 MEASURED_ONLY = "use host or a user target"
 
@@ -153,6 +157,15 @@ class Target(ABC):
                 }
             )
         return pd.DataFrame(rows, columns=["part", "key", "ms", "source"])
+
+    def source_shares(self, arch: Arch, resolution: int = 224, num_classes: int = 1000
+                      ) -> dict[str, float]:
+        """Share of the predicted milliseconds that comes from each source (sums to 1)."""
+        frame = self.breakdown(arch, resolution, num_classes)
+        total = float(frame["ms"].sum())
+        by = frame.groupby("source")["ms"].sum()
+        return {s: (float(by.get(s, 0.0)) / total if total > 0 else 0.0) for s in SOURCES
+                if s in by.index}
 
     @abstractmethod
     def describe(self) -> dict:

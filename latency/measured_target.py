@@ -24,7 +24,7 @@ from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
 from .keys import LayerKey
-from .measurement import KEY_RUNS, KEY_WARMUP, measure_arch, measure_keys
+from .measurement import FLUSHED, KEY_RUNS, KEY_WARMUP, measure_arch, measure_keys
 from .runners import RUNNERS, LocalRunner, make_runner
 from .runners.base import (
     DEFAULT_RUNS,
@@ -279,8 +279,9 @@ class MeasuredTarget(Target):
         base = _key_protocol_defaults()
         return {**base, **_protocol(self.key_runs, self.key_warmup, self.threads)}
 
-    def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000) -> Stats:
-        """``arch`` measured end to end with this target's runner and protocol."""
+    def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000,
+                protocol: str = FLUSHED) -> Stats:
+        """``arch`` measured end to end with this target's runner, under ``protocol``."""
         return measure_arch(
             arch,
             resolution,
@@ -289,6 +290,7 @@ class MeasuredTarget(Target):
             warmup=self.warmup,
             threads=self.threads,
             num_classes=num_classes,
+            protocol=protocol,
         )
 
 

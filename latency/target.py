@@ -198,6 +198,8 @@ class Target(ABC):
         """Measure the ``keys`` the target lacks; returns how many were measured."""
         raise self.not_measured_here()
 
-    def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000) -> Stats:
-        """``arch`` measured end to end on this target's device."""
+    def measure(self, arch: Arch, resolution: int = 224, num_classes: int = 1000,
+                protocol: str = "flushed") -> Stats:
+        """``arch`` measured end to end on this target's device, under ``protocol``
+        (``flushed``: as the layers were measured; ``standard``: warm repeated runs)."""
         raise self.not_measured_here()

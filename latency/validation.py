@@ -24,7 +24,7 @@ import pandas as pd
 from hwnas.common.errors import HwnasError
 
 from .measured_target import MeasuredTarget
-from .measurement import FLUSHED, STANDARD, measure_arch
+from .measurement import FLUSHED, STANDARD
 from .table import now_iso
 from .target import Target
 
@@ -153,17 +153,7 @@ def measure_network(target: Target, arch: Any, resolution: int, protocol: str = 
     """``arch`` measured end to end on ``target`` under ``protocol`` (standard or flushed)."""
     if not target.can_measure:
         raise target.not_measured_here()
-    if protocol == FLUSHED or not isinstance(target, MeasuredTarget):
-        return target.measure(arch, resolution)
-    return measure_arch(
-        arch,
-        resolution,
-        target.runner,
-        runs=target.runs,
-        warmup=target.warmup,
-        threads=target.threads,
-        protocol=protocol,
-    )
+    return target.measure(arch, resolution, protocol=protocol)
 
 
 def record_validation(target: MeasuredTarget, result: Validation, **context: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nets import randomize
 from torch import nn
 
 import hwnas.common  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads, as the CLIs do)
@@ -53,28 +54,6 @@ def count_torch_madds(model: nn.Module, resolution: int, in_chs: int = 3) -> int
 def torch_params(model: nn.Module) -> int:
     """Trainable parameters of ``model`` (BN running stats are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Give BN layers random affine terms and running stats, the classifier O(1) weights.
-
-    With freshly initialised BN (identity in eval) and a 0.01-std classifier
-    the logits are nearly zero, so a torch-vs-ONNX comparison would prove
-    little; these draws keep activations O(1) through deep networks.
-    """
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
-                m.bias.copy_(torch.randn(m.out_features, generator=g) * 0.1)
-    return model
 
 
 def compare_onnx(arch: Arch, folder: Path, resolution: int = 64, seed: int = 0,

@@ -11,6 +11,7 @@ import pytest
 import tflite
 import torch
 from ai_edge_litert.interpreter import Interpreter
+from nets import randomize
 from torch import nn
 
 from hwnas.common.errors import HwnasError
@@ -32,25 +33,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Random BN statistics and affine terms, conv biases, an O(1) classifier: O(1) logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)
-                m.bias.copy_(torch.randn(m.out_features, generator=g) * 0.1)
-            elif isinstance(m, nn.Conv2d) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.out_channels, generator=g) * 0.5)
-    return model.eval()
 
 
 def run_tflite(data: bytes, x_nchw: np.ndarray) -> np.ndarray:

@@ -201,6 +201,11 @@ def loo_fits(fit: PixelFit) -> list[PixelFit]:
     ]
 
 
+def _error_row(name: str, width: float, ms: float, pred: float, pred_loo: float) -> dict:
+    """One Table-3 row: the published ms, the fit's and the leave-one-out prediction and errors."""
+    return {"network": name, "width": width, "measured_ms": ms, "fit_ms": pred,
+            "fit_err": pred / ms - 1, "loo_ms": pred_loo, "loo_err": pred_loo / ms - 1}
+
 def table3_errors(fit: PixelFit | None = None, loos: list[PixelFit] | None = None) -> list[dict]:
     """Per Table-3 network: in-sample and leave-one-out relative errors of the target."""
     fit = fit or fit_pixel()
@@ -212,17 +217,7 @@ def table3_errors(fit: PixelFit | None = None, loos: list[PixelFit] | None = Non
         arch = table3_arch(name, width)
         pred = predict_network(arch, fit.table3, table)
         pred_loo = predict_network(arch, loo.table3, calibrated_table(loo))
-        out.append(
-            {
-                "network": name,
-                "width": width,
-                "measured_ms": ms,
-                "fit_ms": pred,
-                "fit_err": pred / ms - 1,
-                "loo_ms": pred_loo,
-                "loo_err": pred_loo / ms - 1,
-            }
-        )
+        out.append(_error_row(name, width, ms, pred, pred_loo))
     return out
 
 
@@ -325,17 +320,7 @@ def phone_fit(phone: str, fit: PixelFit, loos: list[PixelFit]) -> dict:
         arch = table3_arch(name, width)
         m_i = phone_model(loos[i].table3, *phone_scales(phone, loos[i].table3, (i,)))
         pred, pred_loo = predict_network(arch, model, {}), predict_network(arch, m_i, {})
-        errors.append(
-            {
-                "network": name,
-                "width": width,
-                "measured_ms": ms,
-                "fit_ms": pred,
-                "fit_err": pred / ms - 1,
-                "loo_ms": pred_loo,
-                "loo_err": pred_loo / ms - 1,
-            }
-        )
+        errors.append(_error_row(name, width, ms, pred, pred_loo))
     return {
         "scales": {"compute": a, "traffic": b},
         "coefficients": asdict(model),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from supernet_helpers import TINY_RESOLUTION, TINY_SKELETON, make_toy_data
+from supernet_helpers import TINY_RESOLUTION, make_toy_data, tiny_space_for
 
 from hwnas.search.config import parse_config
 from hwnas.search.estimators import (
@@ -23,18 +23,12 @@ from hwnas.search.estimators import (
     make_estimator,
 )
 from hwnas.search.run import run_search
-from hwnas.space import Arch, build, searchspace
-from hwnas.space.skeletons import SKELETONS
+from hwnas.space import Arch, build
 
 
 @pytest.fixture
 def tiny_space(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    monkeypatch.setitem(SKELETONS, "mobilenetv3", TINY_SKELETON)
-    searchspace._space.cache_clear()
-    searchspace._smallest.cache_clear()
-    yield searchspace.get_space("mobilenetv3")
-    searchspace._space.cache_clear()
-    searchspace._smallest.cache_clear()
+    yield from tiny_space_for(monkeypatch)
 
 
 @pytest.fixture

@@ -5,21 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from supernet_helpers import TINY_SKELETON, make_toy_data
-
-from hwnas.space import searchspace
-from hwnas.space.skeletons import SKELETONS
+from supernet_helpers import make_toy_data, tiny_space_for
 
 
 @pytest.fixture
 def tiny_space(monkeypatch: pytest.MonkeyPatch):
     """The ``mobilenetv3`` space on a tiny frame (the real decisions and supernet), for one test."""
-    monkeypatch.setitem(SKELETONS, "mobilenetv3", TINY_SKELETON)
-    searchspace._space.cache_clear()
-    searchspace._smallest.cache_clear()
-    yield searchspace.get_space("mobilenetv3")
-    searchspace._space.cache_clear()
-    searchspace._smallest.cache_clear()
+    yield from tiny_space_for(monkeypatch)
 
 
 @pytest.fixture

@@ -34,6 +34,16 @@ def use_tiny_space() -> None:
     searchspace._smallest.cache_clear()
 
 
+def tiny_space_for(monkeypatch):  # noqa: ANN001, ANN201 - pytest's MonkeyPatch; a generator
+    """Body of a ``tiny_space`` fixture: the tiny frame for one test, then the real one back."""
+    monkeypatch.setitem(SKELETONS, "mobilenetv3", TINY_SKELETON)
+    searchspace._space.cache_clear()
+    searchspace._smallest.cache_clear()
+    yield searchspace.get_space("mobilenetv3")
+    searchspace._space.cache_clear()
+    searchspace._smallest.cache_clear()
+
+
 def _write_idx(path: Path, arr: np.ndarray) -> None:
     # IDX: two zero bytes, type code 0x08 (uint8), number of dims, big-endian int32 dims.
     header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)

@@ -1,13 +1,19 @@
-"""The LiteRT (TensorFlow Lite) interpreter as a timed call, for the local runner.
+"""The LiteRT (TensorFlow Lite) interpreter as a timed call, for the local and ssh runners.
 
 ``ai-edge-litert`` is Google's PyPI package of the TFLite interpreter (the
 runtime Android apps ship); :func:`tflite_call` is the ``.tflite``
 counterpart of :func:`hwnas.latency.runners.protocol.bound_call`.
+
+This module imports nothing from hwnas: the ssh runner copies it to a board
+beside ``protocol.py`` (as ``hwnas_litert.py``), where the protocol program
+finds it (``--runtime tflite``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+RUNTIME_NAME = "tflite (LiteRT interpreter)"  # how device descriptions name this runtime
 
 
 def tflite_call(model: str | bytes | Path, threads: int, rng):
@@ -44,3 +50,8 @@ def tflite_version() -> str:
         return metadata.version("ai-edge-litert")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def runtime_fields() -> dict:
+    """The ``runtime`` and ``runtime_version`` entries of a device description."""
+    return {"runtime": RUNTIME_NAME, "runtime_version": tflite_version()}

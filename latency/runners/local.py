@@ -132,12 +132,11 @@ class LocalRunner(Runner):
         return out
 
     def device_info(self) -> dict:
-        info = {**protocol.device_info(), "runner": self.name, "measurement": self.protocol()}
-        if self.runtime == "tflite":
-            from .litert import tflite_version
-
-            info.update(runtime="tflite (LiteRT interpreter)", runtime_version=tflite_version())
-        return info
+        return {
+            **protocol.device_info(self.runtime),
+            "runner": self.name,
+            "measurement": self.protocol(),
+        }
 
 
 def ranked_cpus(allowed: Sequence[int]) -> list[int]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The measuring protocol, in one file: how hwnas times an ONNX model with onnxruntime.
+"""The measuring protocol, in one file: how hwnas times a model with onnxruntime (or LiteRT).
 
 The ``local`` runner imports this module; the ``ssh`` runner copies it to a
-board and runs it there, so it needs only Python 3, numpy and onnxruntime.
+board and runs it there, so it needs only Python 3, numpy and onnxruntime (with
+``--runtime tflite``: ai-edge-litert, and ``litert.py`` beside it as ``hwnas_litert.py``).
 CPU execution provider, batch 1, fp32 inputs of the declared shape (free
 dimensions as 1), ``threads`` intra-op threads, one inter-op thread,
 sequential, all graph optimisations, pinned to as many cores as threads, and:
@@ -52,16 +53,9 @@ _CPUFREQ = "/sys/devices/system/cpu/cpu{}/cpufreq/cpuinfo_max_freq"
 # /proc/cpuinfo field naming the CPU: x86 ("model name"), Arm SoCs ("Hardware",
 # "Model"), RISC-V ("uarch", "isa"); the first present wins.
 _CPU_FIELDS = ("model name", "Hardware", "Model", "uarch", "cpu model", "isa")
-_NUMPY_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
+_NUMPY_DTYPES = {f"tensor({o})": n for o, n in (("float", "float32"), ("float16", "float16"),
+                 ("double", "float64"), ("int64", "int64"), ("int32", "int32"), ("int8", "int8"),
+                 ("uint8", "uint8"), ("bool", "bool"))}  # onnxruntime type -> numpy dtype
 
 
 def summarize(times_ms: Sequence[float]) -> dict:
@@ -133,10 +127,18 @@ def pin(threads: int, cpus: Sequence[int] | None = None) -> list[int]:
     return chosen
 
 
-def device_info() -> dict:
-    """What the numbers were measured on: OS, CPU, Python, numpy and onnxruntime versions."""
+def _litert():
+    """``litert.py`` (LiteRT): hwnas's module, or its copy beside this file on a board."""
+    try:
+        from hwnas.latency.runners import litert
+    except ImportError:
+        import hwnas_litert as litert  # the ssh runner uploads it under this name
+    return litert
+
+
+def device_info(runtime: str = "onnxruntime") -> dict:
+    """What the numbers were measured on: OS, CPU, Python, numpy and runtime versions."""
     import numpy as np
-    import onnxruntime as ort
 
     u = platform.uname()
     return {
@@ -148,9 +150,14 @@ def device_info() -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "runtime": "onnxruntime",
-        "runtime_version": ort.__version__,
+        **(_litert().runtime_fields() if runtime == "tflite" else _ort_fields()),
     }
+
+
+def _ort_fields() -> dict:
+    import onnxruntime as ort
+
+    return {"runtime": "onnxruntime", "runtime_version": ort.__version__}
 
 
 def _feeds(sess, rng) -> dict:
@@ -307,7 +314,7 @@ def measure_models(
 
     Each model gets a session (:func:`make_session`) run through an IO binding
     (:func:`bound_call`), or with ``runtime="tflite"`` a LiteRT interpreter
-    (:func:`tflite_call`), timed by :func:`time_calls` with ``flush_mb``
+    (``litert.tflite_call``), timed by :func:`time_calls` with ``flush_mb``
     written before every timed run. The caller pins the process or thread.
     """
     import numpy as np
@@ -319,21 +326,12 @@ def measure_models(
     out = {}
     for name, model in models.items():
         rng = np.random.default_rng(INPUT_SEED)
-        if runtime == "tflite":  # only where hwnas is installed (not on an ssh board)
-            from hwnas.latency.runners.litert import tflite_call
-
-            call = tflite_call(model, threads, rng)
+        if runtime == "tflite":
+            call = _litert().tflite_call(model, threads, rng)
         else:
             call = bound_call(make_session(model, threads), rng)
-        times = time_calls(
-            call,
-            warmup=warmup,
-            runs=runs,
-            min_time_ms=min_time_ms,
-            max_runs=max_runs,
-            clock=resolved,
-            before=flush,
-        )
+        times = time_calls(call, warmup=warmup, runs=runs, min_time_ms=min_time_ms,
+                           max_runs=max_runs, clock=resolved, before=flush)
         out[name] = summarize(times)
     return out
 
@@ -351,21 +349,24 @@ def measure_folder(
     cpus: Sequence[int] | None = None,
     pin_cpus: bool = True,
     names: Sequence[str] | None = None,
+    runtime: str = "onnxruntime",
 ) -> dict:
-    """The JSON document for every ``*.onnx`` in ``folder`` (name: file stem), or ``names``."""
-    models = [folder / f"{n}.onnx" for n in names] if names else sorted(folder.glob("*.onnx"))
+    """The JSON document for every model (``*.onnx``; ``*.tflite`` for ``runtime="tflite"``)
+    in ``folder`` (name: file stem), or ``names``."""
+    ext = ".tflite" if runtime == "tflite" else ".onnx"
+    models = [folder / f"{n}{ext}" for n in names] if names else sorted(folder.glob(f"*{ext}"))
     missing = [p.name for p in models if not p.is_file()]
     if not folder.is_dir() or missing or not models:
         raise ValueError(f"{folder} is not a folder" if not folder.is_dir() else
-                         f"no {', '.join(missing) or '.onnx files'} in {folder}")
+                         f"no {', '.join(missing) or ext + ' files'} in {folder}")
     timing = dict(clock=resolve_clock(clock, threads), flush_mb=flush_mb, min_time_ms=min_time_ms,
                   max_runs=max_runs)
     pinned = pin(threads, cpus) if pin_cpus else []
     results = measure_models({p.stem: p for p in models}, threads=threads, warmup=warmup,
-                             runs=runs, **timing)
-    protocol = dict(threads=threads, warmup=warmup, runs=runs, batch=1, **timing,
-                    io_binding=True, pinned_cpus=pinned)
-    return {"format": FORMAT_VERSION, "device": device_info(), "protocol": protocol,
+                             runs=runs, runtime=runtime, **timing)
+    protocol = dict(threads=threads, warmup=warmup, runs=runs, batch=1, **timing, runtime=runtime,
+                    io_binding=runtime != "tflite", pinned_cpus=pinned)
+    return {"format": FORMAT_VERSION, "device": device_info(runtime), "protocol": protocol,
             "results": results}
 
 
@@ -381,7 +382,8 @@ def _at_least(low: float, kind: type = int):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, nargs="?", help="folder of .onnx models")
+    parser.add_argument("folder", type=Path, nargs="?", help="folder of .onnx/.tflite models")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime")
     parser.add_argument("--threads", type=_at_least(1), default=1)
     parser.add_argument("--warmup", type=_at_least(0), default=10)
     parser.add_argument("--runs", type=_at_least(1), default=50)
@@ -396,14 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--info", action="store_true", help="print the device description only")
     args = parser.parse_args(argv)
     if args.info:
-        doc = {"format": FORMAT_VERSION, "device": device_info()}
+        doc = {"format": FORMAT_VERSION, "device": device_info(args.runtime)}
     elif args.folder is None:
-        parser.error("a folder of .onnx models is required (or --info)")
+        parser.error("a folder of models is required (or --info)")
     else:
         try:
             protocol = ("threads", "warmup", "runs", "clock", "flush_mb", "min_time_ms", "max_runs")
             doc = measure_folder(args.folder, **{k: getattr(args, k) for k in protocol},
-                                 cpus=args.cpus, pin_cpus=not args.no_pin, names=args.names)
+                                 cpus=args.cpus, pin_cpus=not args.no_pin, names=args.names,
+                                 runtime=args.runtime)
         except Exception as e:  # one line for the runner; onnxruntime raises its own types
             first = (str(e).strip().splitlines() or [""])[0]
             print(f"protocol.py: {type(e).__name__}: {first}", file=sys.stderr)

@@ -1,4 +1,9 @@
-"""``SshRunner``: measure on a Linux board over ssh with the protocol program (``protocol.py``)."""
+"""``SshRunner``: measure on a Linux board over ssh with the protocol program (``protocol.py``).
+
+Either runtime: ``onnxruntime`` (``.onnx`` models) or ``tflite`` (``.tflite``
+models, the LiteRT interpreter from ``ai-edge-litert``), timed on the board by
+the same code as the local runner times them here.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +18,29 @@ from typing import ClassVar
 
 from hwnas.common.errors import HwnasError
 
-from . import protocol
+from . import litert, protocol
 from ._remote import DEFAULT_TIMEOUT_S, call, check_word, neutral_names, one_line, to_stats
-from .base import DEFAULT_THREADS, OrtTiming, Runner, RunnerError, Stats
+from .base import DEFAULT_RUNTIME, DEFAULT_THREADS, RUNTIMES, OrtTiming, Runner, RunnerError, Stats
 
 DEFAULT_CONNECT_TIMEOUT_S = 10  # ssh's ConnectTimeout
 PROGRAM = "protocol.py"  # the protocol program's name in the board's temp folder
+LITERT = "hwnas_litert.py"  # litert.py on the board, where protocol.py imports it (tflite)
+SUFFIX = {"onnxruntime": ".onnx", "tflite": ".tflite"}  # model files per runtime
 SSH_BATCH = 16  # models per remote measuring step, so that each step's timeout stays meaningful
 
 
 class SshRunner(Runner):
-    """Measures on a Linux board reachable by ssh that has Python 3, numpy and onnxruntime.
+    """Measures on a Linux board reachable by ssh that has Python 3, numpy and the runtime
+    (``onnxruntime``, or ``ai-edge-litert`` for ``runtime="tflite"``).
 
     It times exactly as the local runner does: each :meth:`measure` packs
-    :mod:`~hwnas.latency.runners.protocol` (``protocol.py``) and the models into a
-    tar stream, unpacks it into a fresh ``mktemp -d`` folder under
-    ``remote_dir``, runs the program there, parses its JSON and removes the
-    folder. ssh runs non-interactively (``BatchMode``): keys only, no prompts.
+    :mod:`~hwnas.latency.runners.protocol` (``protocol.py``; for tflite also
+    :mod:`~hwnas.latency.runners.litert`) and the models into a tar stream,
+    unpacks it into a fresh ``mktemp -d`` folder under ``remote_dir``, runs
+    the program there (pinned to the board's fastest cores, by cpufreq's
+    maximum clock), parses its JSON and removes the folder. The device
+    description records the runtime, its version and the cores pinned to.
+    ssh runs non-interactively (``BatchMode``): keys only, no prompts.
 
     Args:
         host: host name or address.
@@ -46,6 +57,7 @@ class SshRunner(Runner):
         pin: pin the measuring process to the fastest cores of the board.
         ssh: the ssh client program.
         clock, flush_mb, min_time_ms, max_runs: see :class:`OrtTiming`.
+        runtime: ``onnxruntime`` or ``tflite`` (LiteRT interpreter).
     """
 
     name: ClassVar[str] = "ssh"
@@ -55,6 +67,7 @@ class SshRunner(Runner):
         "port": "port",
         "identity": "identity",
         "timeout": "timeout",
+        "runtime": "runtime",
     }
     required: ClassVar[tuple[str, ...]] = ("host",)
 
@@ -77,7 +90,11 @@ class SshRunner(Runner):
         flush_mb: float = protocol.FLUSH_MB,
         min_time_ms: float = protocol.MIN_TIME_MS,
         max_runs: int = protocol.MAX_RUNS,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise HwnasError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.runtime = runtime
         self.timing = OrtTiming(clock, flush_mb, min_time_ms, max_runs)
         self.host = check_word("host", host)
         self.user = check_word("user", user) if user is not None else None
@@ -143,11 +160,15 @@ class SshRunner(Runner):
         return done.stdout
 
     def _upload(self, models: Mapping[str, Path], names: Mapping[str, str]) -> str:
+        """A fresh folder on the board holding the program(s) and ``models/`` (named stems)."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             tar.add(protocol.__file__, arcname=PROGRAM)
+            if self.runtime == "tflite":
+                tar.add(litert.__file__, arcname=LITERT)
+            tar.addfile(_folder_entry("models"))
             for stem, name in names.items():
-                tar.add(str(models[name]), arcname=f"models/{stem}.onnx")
+                tar.add(str(models[name]), arcname=f"models/{stem}{SUFFIX[self.runtime]}")
         parent = shlex.quote(self.remote_dir)
         script = (
             f"umask 077 && mkdir -p {parent} && d=$(mktemp -d {parent}/hwnas.XXXXXX) "
@@ -164,13 +185,22 @@ class SshRunner(Runner):
         return folder
 
     def protocol(self, threads: int = DEFAULT_THREADS) -> dict:
-        return {**self.timing.record(threads), "pinned": self.pin}
+        rec = {**self.timing.record(threads), "pinned": self.pin}
+        if self.runtime == "tflite":  # as the local runner records it
+            rec.update(io_binding=False, tool="LiteRT interpreter (ai-edge-litert), XNNPACK")
+        return rec
 
     def _measure(
         self, models: Mapping[str, Path], *, runs: int, warmup: int, threads: int
     ) -> dict[str, Stats]:
         t = self.timing
         clock = t.clock_for(threads)
+        for name, path in models.items():
+            if Path(path).suffix != SUFFIX[self.runtime]:
+                raise HwnasError(
+                    f"model {name!r}: the {self.runtime} runtime takes {SUFFIX[self.runtime]} "
+                    f"files, got {path}"
+                )
         names = neutral_names(models)
         folder = self._upload(models, names)
         fail = f"ssh to {self.destination} failed"
@@ -185,6 +215,7 @@ class SshRunner(Runner):
                     *("--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)),
                     *("--clock", clock, "--flush-mb", str(t.flush_mb)),
                     *("--min-time-ms", str(t.min_time_ms), "--max-runs", str(t.max_runs)),
+                    *("--runtime", self.runtime),
                     "--names",
                     ",".join(batch),
                 ]
@@ -199,11 +230,8 @@ class SshRunner(Runner):
                 if set(results) != set(batch):
                     raise RunnerError(f"{fail}: results for {sorted(results)}, expected {batch}")
                 stats.update({names[stem]: to_stats(results[stem], runs, fail) for stem in batch})
-                self._device = {
-                    **doc.get("device", {}),
-                    "transport": "ssh",
-                    "host": self.destination,
-                }
+                pinned = (doc.get("protocol") or {}).get("pinned_cpus")
+                self._device = {**self._describe(doc), "pinned_cpus": pinned}
         finally:
             with contextlib.suppress(
                 RunnerError
@@ -227,14 +255,28 @@ class SshRunner(Runner):
             )
         return doc
 
+    def _describe(self, doc: dict) -> dict:
+        return {**doc.get("device", {}), "transport": "ssh", "host": self.destination}
+
     def device_info(self) -> dict:
-        """uname, CPU, Python/numpy/onnxruntime versions of the board (cached by a measurement)."""
+        """uname, CPU, Python/numpy/runtime versions of the board (cached by a measurement).
+
+        The program runs from an uploaded folder, as for a measurement (for
+        tflite it needs ``litert.py`` beside it), which is removed after.
+        """
         if self._device is None:
-            script = Path(protocol.__file__).read_bytes()
-            out = self._ssh(shlex.join([self.python, "-", "--info"]), "device info", stdin=script)
-            self._device = {
-                **self._parse(out)["device"],
-                "transport": "ssh",
-                "host": self.destination,
-            }
+            folder = self._upload({}, {})
+            try:
+                cmd = [self.python, f"{folder}/{PROGRAM}", "--info", "--runtime", self.runtime]
+                self._device = self._describe(self._parse(self._ssh(shlex.join(cmd), "device info")))
+            finally:
+                with contextlib.suppress(RunnerError):
+                    self._ssh(shlex.join(["rm", "-rf", "--", folder]), "clean-up")
         return dict(self._device)
+
+
+def _folder_entry(name: str) -> tarfile.TarInfo:
+    """A tar member for an empty folder (``models/`` exists even with no model)."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o700
+    return info

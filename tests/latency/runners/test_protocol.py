@@ -138,6 +138,7 @@ def test_protocol_program_measures_a_folder(tmp_path: Path) -> None:
         "flush_mb": protocol.FLUSH_MB,
         "min_time_ms": 0.0,
         "max_runs": protocol.MAX_RUNS,
+        "runtime": "onnxruntime",
         "io_binding": True,
         "pinned_cpus": doc["protocol"]["pinned_cpus"],
     }

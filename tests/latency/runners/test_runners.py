@@ -79,6 +79,9 @@ def test_runner_settings_from_build_options(tmp_path: Path) -> None:
         "port": 22,
         "identity": str(key.resolve()),
     }
+    settings = runner_settings("ssh", host="h", runtime="tflite")  # the runtime choice is saved
+    assert settings == {"kind": "ssh", "host": "h", "runtime": "tflite"}
+    assert make_runner(settings).runtime == "tflite"
 
 
 @pytest.mark.parametrize(
@@ -92,6 +95,7 @@ def test_runner_settings_from_build_options(tmp_path: Path) -> None:
         ("ssh", {"user": "pi"}, "--runner ssh needs --host"),
         ("ssh", {"host": "h", "timeout": 0}, "--timeout must be a positive number"),
         ("ssh", {"host": "h", "identity": "/nonexistent/key"}, "no such file"),
+        ("ssh", {"host": "h", "runtime": "tensorrt"}, "--runtime must be one of"),
     ],
 )
 def test_runner_settings_refuse_in_one_line(kind: str | None, options: dict, message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -17,15 +18,18 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import onnxruntime
 import pytest
-from fakes import NAMES, sane
+from fakes import NAMES, conv_model, sane
 from servers import free_port, skip_or_fail
 
-from hwnas.latency.runners import RunnerError, SshRunner, protocol
+from hwnas.latency.keys import LayerKey
+from hwnas.latency.runners import RunnerError, SshRunner, litert, protocol
 from hwnas.latency.runners import ssh as remote_ssh
+from hwnas.latency.tflite_graphs import key_tflite
 
 SSHD = "/usr/sbin/sshd"
 SSHD_START_S = 30
@@ -147,6 +151,52 @@ def test_ssh_runner_measures_on_a_real_sshd(
     assert info["transport"] == "ssh" and info["host"] == f"{sshd.user}@127.0.0.1"
     assert info["runtime_version"] == onnxruntime.__version__ and info["cpu"]
     assert sshd.host_key in sshd.known_hosts.read_text()  # accept-new recorded the host key
+
+
+def _board_python_without_hwnas(folder: Path) -> Path:
+    """This venv's Python as a board that has numpy and the runtimes but no hwnas.
+
+    A stub ``hwnas`` package first on ``PYTHONPATH`` makes ``import hwnas`` fail,
+    so the protocol program can only use the ``litert.py`` uploaded beside it.
+    """
+    stub = folder / "stub" / "hwnas"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('raise ImportError("no hwnas on this board")\n')
+    wrapper = folder / "board-python"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(stub.parent))} exec {shlex.quote(sys.executable)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_ssh_runner_measures_tflite_on_a_board_without_hwnas(sshd: Sshd, tmp_path: Path) -> None:
+    folder = tmp_path / "tflite"
+    folder.mkdir()
+    models = {}
+    for i, name in enumerate(NAMES):
+        models[name] = folder / f"{i}.tflite"
+        models[name].write_bytes(key_tflite(LayerKey.parse(name), seed=i))
+    board = tmp_path / "board"
+    runner = sshd.runner(
+        python=str(_board_python_without_hwnas(tmp_path)),
+        remote_dir=str(board),
+        runtime="tflite",
+        flush_mb=1.0,
+        min_time_ms=0.0,
+    )
+    stats = runner.measure(models, runs=3, warmup=1)
+    assert list(stats) == list(NAMES)
+    for s in stats.values():
+        sane(s, 3)
+    assert list(board.iterdir()) == []  # the temp folder was removed
+    info = runner.device_info()
+    assert info["runtime"] == litert.RUNTIME_NAME
+    assert info["runtime_version"] == metadata.version("ai-edge-litert")
+    assert info["pinned_cpus"] == protocol.fastest_cpus(1)  # the board's fastest core
+    assert runner.protocol(1)["io_binding"] is False
+    with pytest.raises(ValueError, match=r"the tflite runtime takes \.tflite files"):
+        runner.measure({"x": conv_model(folder / "x.onnx", 8, 8, 0)}, runs=1)
 
 
 def test_ssh_device_info_before_any_measurement(sshd: Sshd) -> None:

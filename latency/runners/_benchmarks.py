@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from . import protocol
+from ._remote import one_line
 from .base import RunnerError, Stats
 
 PERF_TEST = "onnxruntime_perf_test"
@@ -46,33 +47,59 @@ def parse_perf_test_results(text: str, warmup: int) -> list[float]:
     return [ms for _, ms in sorted(runs)[warmup:]]
 
 
-# benchmark_model logs one line per phase (warm-up, then the timed runs), in microseconds:
-# "count=50 first=2837 curr=2251 min=2230 max=2402 avg=2263.2 std=31"
+# benchmark_model logs each phase (warm-up, then the timed runs) as a line starting
+# "Running benchmark for at least N iterations" and then the phase's statistics, whole
+# microseconds (tflite/tools/benchmark/benchmark_model.cc, BenchmarkModel::Run), as
+# Stat::OutputToStream writes them (xla/tsl/util/stats_calculator.h; before that
+# tensorflow/core/util/stats_calculator.h): "count=N first=F curr=C min=m max=M avg=A std=S",
+# avg a double printed with 6 significant digits (so possibly "1.23457e+06"), std an integer;
+# LiteRT's StatWithPercentiles appends " p5=P median=Q p95=R"; when every run took the same
+# time the line is "count=N curr=C", with "(all same)" appended when N > 1; "count=0" if none.
+_PHASE = "Running benchmark for at least "
 _STAT = re.compile(
-    r"count=(\d+) first=(\d+) curr=(\d+) min=(\d+) max=(\d+) avg=([\d.e+-]+) std=(\d+)"
+    r"count=(?P<count>\d+)(?: first=\d+ curr=\d+ min=(?P<min>\d+) max=(?P<max>\d+)"
+    r" avg=(?P<avg>[\d.e+-]+) std=(?P<std>\d+)| curr=(?P<same>\d+)(?:\(all same\))?)?"
+    r"(?: p5=\d+ median=(?P<median>\d+) p95=\d+)?"
 )
 
 
 def parse_benchmark_model(text: str, runs: int) -> Stats:
     """Statistics (ms) of the timed runs from ``benchmark_model``'s log.
 
-    The tool prints no per-run times: its last ``count=... avg=... std=...``
-    line (the timed phase; the first is the warm-up) gives the mean as the
-    median and mean -/+ 1.28 std (clamped to min/max) as p10/p90.
+    The statistics line after the last ``Running benchmark for at least``
+    line is the timed phase's. The tool prints no per-run times: the median
+    is the tool's own where it prints one (LiteRT), else the mean; p10/p90
+    are mean -/+ 1.28 std, clamped to min/max and to the median. ``runs`` is
+    the count asked (the caller checks the count it gets).
 
-    >>> parse_benchmark_model("count=3 first=9 curr=9 min=9 max=9 avg=9 std=0\\n"
-    ...     "count=4 first=2100 curr=2000 min=1900 max=2100 avg=2000 std=100", 4)
+    >>> parse_benchmark_model("INFO: Running benchmark for at least 4 iterations ...\\n"
+    ...     "INFO: count=4 first=2100 curr=2000 min=1900 max=2100 avg=2000 std=100", 4)
     Stats(median=2.0, p10=1.9, p90=2.1, n=4)
     """
-    hits = _STAT.findall(text)
-    if not hits:
-        raise ValueError("no 'count=... avg=... std=...' line in its output")
-    count, _, _, lo, hi, avg, std = hits[-1]
-    mean, sd = float(avg) / 1000, float(std) / 1000
-    low, high = float(lo) / 1000, float(hi) / 1000
-    p10 = min(max(mean - Z_P10 * sd, low), mean)
-    p90 = max(min(mean + Z_P10 * sd, high), mean)
-    return Stats(round(mean, 6), round(p10, 6), round(p90, 6), int(count))
+    lines = text.splitlines()
+    starts = [i for i, ln in enumerate(lines) if _PHASE in ln]
+    if not starts:
+        raise ValueError(f"no '{_PHASE}...' line in its output")
+    for ln in lines[starts[-1] + 1 :]:
+        m = _STAT.search(ln)
+        if m:
+            break
+    else:
+        raise ValueError("no 'count=...' statistics after its timed phase")
+    count = int(m["count"])
+    if count == 0:
+        return Stats(0.0, 0.0, 0.0, 0)
+    if m["same"] is not None:
+        same = int(m["same"]) / 1000
+        return Stats(same, same, same, count)
+    if m["avg"] is None:
+        raise ValueError(f"statistics line not understood: {ln.strip()!r}")
+    mean, sd = float(m["avg"]) / 1000, float(m["std"]) / 1000
+    low, high = float(m["min"]) / 1000, float(m["max"]) / 1000
+    median = float(m["median"]) / 1000 if m["median"] is not None else mean
+    p10 = min(max(mean - Z_P10 * sd, low), median)
+    p90 = max(min(mean + Z_P10 * sd, high), median)
+    return Stats(round(median, 6), round(p10, 6), round(p90, 6), count)
 
 
 @dataclass(frozen=True)
@@ -120,10 +147,20 @@ class Benchmark:
         raw = protocol.summarize(times)
         return Stats(raw["median"], raw["p10"], raw["p90"], raw["n"])
 
+    def cause(self, stdout: str, stderr: str) -> str:
+        """The line of a failed run that says why: benchmark_model's first ``ERROR:`` line
+        (its last is always ``Benchmarking failed.``), else the last line of stderr/stdout."""
+        if self.runtime == "tflite":
+            errors = [ln.strip() for ln in stderr.splitlines() if ln.startswith("ERROR: ")]
+            if errors:
+                return errors[0]
+        return one_line(stderr if stderr.strip() else stdout)
+
     def protocol(self) -> dict:
         if self.runtime == "tflite":
-            return {"tool": self.tool, "clock": "wall", "statistic": "mean (the tool prints "
-                    "count/min/max/avg/std only; p10/p90 = mean -/+ 1.28 std)", "flush_mb": 0.0,
+            return {"tool": self.tool, "clock": "wall (whole microseconds)", "statistic":
+                    "the tool's median (LiteRT builds; older ones print no median: mean); "
+                    "p10/p90 = mean -/+ 1.28 std", "flush_mb": 0.0,
                     "io_binding": False, "delegate": "the tool's default (XNNPACK)"}
         return {"tool": self.tool, "clock": "wall", "statistic": "median", "flush_mb": 0.0,
                 "io_binding": False}

@@ -309,7 +309,7 @@ class AdbRunner(Runner):
         )
         log, mark, rest = done.stdout.partition(_RC_MARK)
         rc_text, _, result_text = rest.partition("\n")
-        cause = one_line(done.stderr if done.stderr.strip() else log)
+        cause = self.bench.cause(log, done.stderr)
         if not mark or not rc_text.strip().isdigit():
             raise RunnerError(f"{self._fail}: measuring {stem} exited {done.returncode}: {cause}")
         if int(rc_text) != 0:

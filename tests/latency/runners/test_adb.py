@@ -15,7 +15,9 @@ import pytest
 from fakes import NAMES
 
 from hwnas.common.errors import HwnasError
+from hwnas.latency.keys import LayerKey
 from hwnas.latency.runners import AdbRunner, RunnerError, Stats, parse_perf_test_results, protocol
+from hwnas.latency.tflite_graphs import key_tflite
 
 FAKE_ADB = Path(__file__).with_name("fake_adb")
 SERIAL = "R58M41ABCDE"
@@ -160,6 +162,47 @@ def test_adb_runner_measures_with_onnxruntime_behind_the_fake(
     assert all(s.n == 3 and 0 < s.p10 <= s.median <= s.p90 for s in stats.values())
 
 
+def _tflite_models(folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    out = {}
+    for i, name in enumerate(NAMES):
+        out[name] = folder / f"{i}.tflite"
+        out[name].write_bytes(key_tflite(LayerKey.parse(name), seed=i))
+    return out
+
+
+def test_adb_runner_measures_tflite_with_benchmark_model(fake: FakeAdb, tmp_path: Path) -> None:
+    """benchmark_model with its own flags; the timed phase is the fake's runs 4-8 of TIMES_S."""
+    stats = fake.runner(runtime="tflite").measure(
+        _tflite_models(tmp_path / "tfl"), runs=5, warmup=3
+    )
+    # runs of 2000, 2200, 1900, 2300, 2100 us: the tool's median 2100, mean 2100, std 141
+    expected = Stats(2.1, 1.919294, 2.280706, 5)
+    assert stats == {NAMES[0]: expected, NAMES[1]: expected}
+    runs = fake.perf_runs()
+    assert [r["taskset"] for r in runs] == ["80", "80"]  # cpu7, the prime core
+    assert runs[0]["perf_test"] == [
+        f"{REMOTE}/bin/benchmark_model", "--graph=m0000.tflite", "--num_threads=1",
+        "--warmup_runs=3", "--warmup_min_secs=0", "--num_runs=5", "--min_secs=0",
+        "--max_secs=150",
+    ]
+    fake.write(times_s=None)  # LiteRT's own timings behind the fake tool
+    for s in fake.runner(runtime="tflite").measure(
+        _tflite_models(tmp_path / "tfl2"), runs=3, warmup=1
+    ).values():
+        assert s.n == 3 and 0 < s.p10 <= s.median <= s.p90
+
+
+def test_adb_tflite_failure_names_benchmark_models_error(fake: FakeAdb, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(
+        RunnerError, match=r"benchmark_model exited 1: ERROR: Failed to load model m0000\.tflite"
+    ) as e:
+        fake.runner(runtime="tflite").measure({"x": bad}, runs=2, warmup=0)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     "remote_dir",
     ["/sdcard", "/sdcard/hwnas", "/data/local/tmp", "/data/local/tmp/../x", "/data",
@@ -288,7 +331,8 @@ def test_parse_perf_test_results_reads_the_real_result_file_format() -> None:
     text = (
         "hwnas,0.00912,25423872,98,0\nhwnas,0.0021,25423872,98,1\nhwnas,0.0019,25423872,98,2\n\n"
         "Min Latency: 0.0019 s\nMax Latency: 0.00912 s\n"
-        "P50 Latency: 0.0021 s\nP90 Latency: 0.00912 s\n"
+        "P50 Latency: 0.0021 s\nP90 Latency: 0.00912 s\nP95 Latency: 0.00912 s\n"
+        "P99 Latency: 0.00912 s\nP999 Latency: 0.00912 s\n"
     )
     assert parse_perf_test_results(text, warmup=1) == pytest.approx([2.1, 1.9])
     assert parse_perf_test_results(text, warmup=0) == pytest.approx([9.12, 2.1, 1.9])

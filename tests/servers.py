@@ -1,4 +1,5 @@
-"""Throwaway servers for tests: a PostgreSQL cluster on 127.0.0.1.
+"""Throwaway servers for tests: a PostgreSQL cluster and a multi-node Ray
+cluster on 127.0.0.1.
 
 Tests that need a server skip on a developer machine that lacks it, with the
 reason printed, but fail when ``CI=true`` (CI must run them for real).
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -63,3 +68,165 @@ def postgres_server() -> Iterator[str]:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=START_TIMEOUT_S)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------- Ray cluster ---
+# Startup on a loaded 2-core machine: a node is up in ~10 s idle, far longer under load.
+RAY_START_TIMEOUT_S = 180
+RAY_STOP_TIMEOUT_S = 40  # `ray start --block` drains for up to 30 s on SIGTERM
+RAY_STATUS_POLL_S = 2.0
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (Linux)."""
+    tree: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:  # exited meanwhile
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        ppid = int(text[text.rindex(")") + 2:].split()[1])
+        tree.setdefault(ppid, []).append(int(text.split(" ", 1)[0]))
+    return tree
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (Ray's workers call setsid,
+    so a process group would miss them; parentage does not)."""
+    tree, found, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(tree.get(p, []))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for p in pids:
+        with suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
+def read_only_prefix(folder: Path) -> list[str]:
+    """A command prefix that runs a command in a private mount namespace in
+    which ``folder`` is read-only (checked: a write there must fail), so a
+    process on this machine sees the driver's files as a remote node would not
+    be able to write them. Skips (fails under CI) where namespaces are denied."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        skip_or_fail("util-linux 'unshare' not found: cannot give a Ray node a read-only view")
+    script = ('mount --bind -o ro "$1" "$1" || exit 90; '
+              'if touch "$1/.hwnas-write-probe" 2>/dev/null; then exit 91; fi; shift; exec "$@"')
+    prefix = [unshare, "--mount", "--propagation", "private",
+              *([] if os.geteuid() == 0 else ["--map-root-user"]),
+              "--", "sh", "-c", script, "sh", str(folder)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        skip_or_fail(f"cannot make {folder} read-only in a mount namespace (exit "
+                     f"{probe.returncode}: {probe.stderr.strip()[:200]})")
+    return prefix
+
+
+class RayCluster:
+    """A Ray cluster of separate ``ray start --block`` processes on this
+    machine: a head, then worker nodes, each with its own temp dir and its own
+    ports, on token authentication with a token of its own. Only the processes
+    started here are ever signalled (by pid, with their descendants).
+
+    ``env`` is what a driver needs to join it (``address``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        token = root / "token"
+        token.write_text(os.urandom(16).hex())
+        # Token auth set explicitly: without it, `ray start --head` turns token auth on
+        # whenever ~/.ray/auth_token exists and worker nodes are then refused.
+        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
+                        RAY_USAGE_STATS_ENABLED="0")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.nodes: list[subprocess.Popen] = []
+        self._ray = str(Path(sys.executable).with_name("ray"))
+
+    def _ports(self) -> list[str]:
+        return ["--node-ip-address", "127.0.0.1", "--disable-usage-stats",
+                "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+                "--dashboard-agent-listen-port", str(free_port()),
+                "--dashboard-agent-grpc-port", str(free_port()),
+                "--runtime-env-agent-port", str(free_port()),
+                "--metrics-export-port", str(free_port()),
+                "--min-worker-port", "0", "--max-worker-port", "0"]  # 0: ports the OS picks
+
+    def _start(self, name: str, args: list[str], prefix: list[str] | None = None) -> subprocess.Popen:
+        # Short temp dirs: Ray's unix sockets live under them (108-byte path limit).
+        temp = Path(tempfile.mkdtemp(prefix=f"hwnas-{name}-", dir="/tmp"))
+        log = (self.root / f"{name}-{len(self.nodes)}.log").open("w")
+        proc = subprocess.Popen([*(prefix or []), self._ray, "start", "--block", *args,
+                                 "--temp-dir", str(temp), *self._ports()],
+                                cwd=temp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        proc.temp_dir = temp  # type: ignore[attr-defined]
+        self.nodes.append(proc)
+        return proc
+
+    def start_head(self, cpus: int = 0) -> subprocess.Popen:
+        return self._start("head", ["--head", "--port", str(self.port), "--num-cpus", str(cpus),
+                                    "--include-dashboard", "false",
+                                    "--dashboard-port", str(free_port())])
+
+    def add_worker(self, cpus: int = 1, prefix: list[str] | None = None) -> subprocess.Popen:
+        return self._start("worker", ["--address", self.address, "--num-cpus", str(cpus)], prefix)
+
+    def wait_for_cpus(self, cpus: float) -> None:
+        """Poll ``ray status`` until the cluster's alive nodes hold ``cpus`` CPUs."""
+        deadline = time.monotonic() + RAY_START_TIMEOUT_S
+        out = ""
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.poll() not in (None, -signal.SIGKILL):
+                    raise AssertionError(f"a ray node exited with {node.returncode}; logs in "
+                                         f"{self.root}: {self.log_tail()}")
+            p = subprocess.run([self._ray, "status", "--address", self.address], env=self.env,
+                               capture_output=True, text=True, timeout=60, check=False)
+            out = p.stdout + p.stderr
+            m = re.search(r"([\d.]+)/([\d.]+) CPU", out)
+            if m and float(m.group(2)) >= cpus:
+                return
+            time.sleep(RAY_STATUS_POLL_S)
+        raise AssertionError(f"cluster did not reach {cpus} CPUs in {RAY_START_TIMEOUT_S} s: "
+                             f"{out[-1500:]}")
+
+    def log_tail(self, n: int = 3000) -> str:
+        return "".join(p.read_text()[-n:] for p in sorted(self.root.glob("*.log")))
+
+    def kill(self, node: subprocess.Popen) -> None:
+        """SIGKILL a node: its ``ray start`` process and everything under it."""
+        _kill(process_tree(node.pid))
+        node.wait()
+
+    def stop(self) -> None:
+        """Stop every node started here: SIGTERM (Ray drains and stops its own
+        processes), then SIGKILL whatever of their trees is left."""
+        trees = {node.pid: process_tree(node.pid) for node in self.nodes}
+        for node in reversed(self.nodes):  # workers before the head
+            if node.poll() is None:
+                node.terminate()
+        for node in reversed(self.nodes):
+            with suppress(subprocess.TimeoutExpired):
+                node.wait(timeout=RAY_STOP_TIMEOUT_S)
+            _kill(trees[node.pid] + process_tree(node.pid))
+            node.wait()
+            shutil.rmtree(node.temp_dir, ignore_errors=True)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def ray_cluster(root: Path) -> Iterator[RayCluster]:
+    """A :class:`RayCluster` whose nodes are all stopped on exit."""
+    if shutil.which("ray", path=str(Path(sys.executable).parent)) is None:
+        skip_or_fail("the 'ray' command is not installed beside this Python (pip install 'ray[tune]')")
+    cluster = RayCluster(root)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -26,6 +26,13 @@ DEFAULT_CONNECT_TIMEOUT_S = 10  # ssh's ConnectTimeout
 PROGRAM = "protocol.py"  # the protocol program's name in the board's temp folder
 LITERT = "hwnas_litert.py"  # litert.py on the board, where protocol.py imports it (tflite)
 SUFFIX = {"onnxruntime": ".onnx", "tflite": ".tflite"}  # model files per runtime
+# The device description as protocol.py --info prints it, plus the cores a one-thread
+# measurement pins to (argv: folder, runtime, pin 1/0).
+_INFO = (
+    "import json, sys; sys.path.insert(0, sys.argv[1]); import protocol as p; "
+    "print(json.dumps({'format': p.FORMAT_VERSION, 'device': {**p.device_info(sys.argv[2]), "
+    "'pinned_cpus': p.fastest_cpus(1) if sys.argv[3] == '1' else []}}))"
+)
 SSH_BATCH = 16  # models per remote measuring step, so that each step's timeout stays meaningful
 
 
@@ -259,15 +266,16 @@ class SshRunner(Runner):
         return {**doc.get("device", {}), "transport": "ssh", "host": self.destination}
 
     def device_info(self) -> dict:
-        """uname, CPU, Python/numpy/runtime versions of the board (cached by a measurement).
+        """uname, CPU, Python/numpy/runtime versions of the board and ``pinned_cpus``, the
+        cores a measurement pins to (cached, and replaced by what a measurement reports).
 
-        The program runs from an uploaded folder, as for a measurement (for
-        tflite it needs ``litert.py`` beside it), which is removed after.
+        The protocol's code runs from an uploaded folder, as for a measurement
+        (for tflite it needs ``litert.py`` beside it), which is removed after.
         """
         if self._device is None:
             folder = self._upload({}, {})
             try:
-                cmd = [self.python, f"{folder}/{PROGRAM}", "--info", "--runtime", self.runtime]
+                cmd = [self.python, "-c", _INFO, folder, self.runtime, "1" if self.pin else "0"]
                 self._device = self._describe(self._parse(self._ssh(shlex.join(cmd), "device info")))
             finally:
                 with contextlib.suppress(RunnerError):

@@ -202,6 +202,7 @@ def test_ssh_runner_measures_tflite_on_a_board_without_hwnas(sshd: Sshd, tmp_pat
 def test_ssh_device_info_before_any_measurement(sshd: Sshd) -> None:
     info = sshd.runner().device_info()
     assert info["os"].split()[0] == os.uname().sysname
+    assert info["pinned_cpus"] == protocol.fastest_cpus(1)  # where a measurement will pin
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
 
 

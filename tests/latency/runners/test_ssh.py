@@ -27,6 +27,7 @@ from fakes import NAMES, conv_model, sane
 from servers import free_port, skip_or_fail
 
 from hwnas.latency.keys import LayerKey
+from hwnas.latency.measurement import measure_keys
 from hwnas.latency.runners import RunnerError, SshRunner, litert, protocol
 from hwnas.latency.runners import ssh as remote_ssh
 from hwnas.latency.tflite_graphs import key_tflite
@@ -195,6 +196,10 @@ def test_ssh_runner_measures_tflite_on_a_board_without_hwnas(sshd: Sshd, tmp_pat
     assert info["runtime_version"] == metadata.version("ai-edge-litert")
     assert info["pinned_cpus"] == protocol.fastest_cpus(1)  # the board's fastest core
     assert runner.protocol(1)["io_binding"] is False
+    # what a table fill does: .tflite layer models and the empty model's overhead, over ssh
+    key = LayerKey.parse(NAMES[1])
+    measured, overhead = measure_keys([key], runner, runs=2, warmup=0)
+    assert overhead > 0 and list(measured) == [key] and measured[key].n >= 2
     with pytest.raises(ValueError, match=r"the tflite runtime takes \.tflite files"):
         runner.measure({"x": conv_model(folder / "x.onnx", 8, 8, 0)}, runs=1)
 

@@ -91,3 +91,16 @@ def test_doctor_says_what_to_fix(phone: FakeAdb, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "FIX  taskset: missing" in out and "FIX  free space" in out
     assert "FIX  onnxruntime_perf_test: not given" in out
+
+
+def test_doctor_runs_benchmark_model_for_tflite(
+    phone: FakeAdb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tflite flow's doctor: the binary pushed as benchmark_model, its log read as upstream's."""
+    assert main(["doctor", "--runner", "adb", "--device", SERIAL, "--runtime", "tflite",
+                 "--perf-test", str(phone.tool)]) == 0
+    out = capsys.readouterr().out
+    assert "FIX" not in out and "ok   benchmark_model: runs on the phone" in out
+    assert phone.device_path("/data/local/tmp/hwnas/bin/benchmark_model").is_file()
+    ran = phone.perf_runs()[-1]["perf_test"]
+    assert ran[0].endswith("/benchmark_model") and ran[1] == "--graph=m0000.tflite"

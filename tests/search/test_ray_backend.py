@@ -116,3 +116,32 @@ def test_ray_timeout_lets_running_trials_finish(local_ray: Path, tmp_path: Path)
     best = load_run(run_dir).best
     assert (run_dir / "weights" / f"{best['number']}.pt").is_file()
     assert (run_dir / "best.pt").is_file() and (run_dir / "best.onnx").is_file()
+
+
+def test_ray_timeout_kill_requeues_running_trials_and_resume_finishes_them(
+        local_ray: Path, tmp_path: Path) -> None:
+    """--timeout-kill under Ray ends the running trials at the timeout: they stay
+    RUNNING in the study (not PRUNED); --resume marks them interrupted, trains
+    their nets once more to COMPLETE, and loses or repeats nothing finished."""
+    config = tiny_config(tmp_path / "run", trials=4, backend="ray", workers=2, sampler="random",
+                         epochs=2, timeout_s=3.0, timeout_kill=True)
+    run_dir = run_search(config)
+    before = study_trials(run_dir)
+    killed = before[before["state"] == "RUNNING"]
+    done_before = before[before["state"] == "COMPLETE"].set_index("number")
+    assert len(killed) >= 1 and len(done_before) < 4, list(before["state"])
+    assert set(before["state"]) <= {"RUNNING", "COMPLETE"}, list(before["state"])
+
+    run_search(config.model_copy(update={"timeout_s": None, "timeout_kill": False}), resume=True)
+    after = study_trials(run_dir).set_index("number")
+    for n, r in done_before.iterrows():  # nothing finished is lost or changed
+        assert after.loc[n, "state"] == "COMPLETE"
+        assert after.loc[n, "values"] == r["values"] and after.loc[n, "complete"] == r["complete"]
+    for n, r in killed.set_index("number").iterrows():  # each killed net trained once more
+        assert after.loc[n, "state"] == "FAIL" and after.loc[n, "interrupted"]
+        retry = after[after["requeued_from"] == n]
+        assert len(retry) == 1 and retry["arch"].iloc[0] == r["arch"]
+        assert retry["state"].iloc[0] == "COMPLETE"
+    counted = after[after["state"].isin(["COMPLETE", "FAIL", "PRUNED"]) & ~after["interrupted"]]
+    assert len(counted) == 4 and set(counted["state"]) == {"COMPLETE"}
+    assert load_run(run_dir).best is not None

@@ -107,6 +107,14 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="parallel measuring processes, one core each (local runner only)",
     )
+    b.add_argument(
+        "--calibrate",
+        type=positive_int("calibration network count"),
+        default=None,
+        metavar="N",
+        help="then measure N random networks of the space whole (warm session.run) and learn "
+        "the correction of the layer sum from them (docs/latency.md)",
+    )
     _runner_args(b)
 
     d = sub.add_parser(

@@ -25,6 +25,7 @@ from hwnas.common.errors import UsageError
 from hwnas.common.units import parse_latency
 from hwnas.space.cli import resolve_arch
 
+from .correction import calibrate
 from .keys import LayerKey, layer_keys
 from .measured_target import MeasuredTarget
 from .registry import LOCAL_TARGETS, describe_targets, load_target, target_for_build
@@ -102,6 +103,12 @@ def _fmt_err(val: dict | None) -> str:
     return f"MAPE {val['mape']:.1%}, max {val['max_error']:.1%}{rho} (n={val.get('n')}, {what})"
 
 
+def _fmt_correction(c: dict | None) -> str:
+    if not c or "cv_mape" not in c:
+        return ""
+    return f"; corrected (fit on {c.get('n')} nets, cross-validated MAPE {c['cv_mape']:.1%})"
+
+
 # ---------------------------------------------------------------- commands ---
 def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
     rows = describe_targets()
@@ -125,7 +132,7 @@ def _cmd_targets(args: argparse.Namespace, console: Console) -> None:
             str(r.get("entries", "")),
             ", ".join(f"{k} {v}" for k, v in (r.get("sources") or {}).items()),
             "" if over is None else f"{over:.3f} ms",
-            _fmt_err(r.get("validation")),
+            _fmt_err(r.get("validation")) + _fmt_correction(r.get("correction")),
         )
     widen(console, table)  # never fold: widen an 80-column pipe instead
     console.print(table)
@@ -150,9 +157,22 @@ def _cmd_build(args: argparse.Namespace, console: Console) -> None:
     secs = time.perf_counter() - start
     console.print(
         f"{target.name}: {len(target.table)} entries, {len(missing)} measured in "
-        f"{secs:.0f} s; overhead {target.overhead_ms:.3f} ms",
+        f"{secs:.0f} s; overhead {target.table.overhead_ms or 0.0:.3f} ms",
         highlight=False,
     )
+    if args.calibrate:
+        start = time.perf_counter()
+        with _progress(err) as bar:
+            task = bar.add_task("measuring networks", total=args.calibrate)
+            corr = calibrate(target, space, args.calibrate, resolution=args.resolution,
+                             progress=lambda k: bar.advance(task, k))
+        f = corr.fit
+        console.print(
+            f"{target.name}: correction from {f['n']} networks ({args.calibrate} measured in "
+            f"{time.perf_counter() - start:.0f} s): fit MAPE {f['mape']:.2%}, cross-validated "
+            f"MAPE {f['cv_mape']:.2%}, {f['cv_within']:.0%} within ±10%",
+            highlight=False,
+        )
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> None:

@@ -5,7 +5,11 @@ keys the table lacks are measured with its runner
 (:func:`hwnas.latency.measurement.measure_keys`, per-call overhead subtracted)
 and stored before they are used, in chunks, so an interrupted fill keeps what
 it measured and a second process filling the same table loses nothing. A
-prediction is the sum of the layers plus the overhead the first fill measured.
+prediction is the sum of the layers plus the overhead the first fill measured;
+when the table's provenance holds a :class:`~hwnas.latency.correction.Correction`
+(``nas-latency build --calibrate N``), every layer's time and the per-network
+constant are corrected by it, on every path that reads the target (predict,
+``predict_many``, the vectorised space path, breakdowns).
 
 The one worker pool of the project is here: :meth:`MeasuredTarget.fill` with
 ``workers > 1`` measures chunks in that many processes, each with its own
@@ -23,6 +27,7 @@ from typing import Any
 from hwnas.common.errors import HwnasError
 from hwnas.space.spec import Arch
 
+from .correction import CORRECTION, Correction
 from .keys import LayerKey
 from .measurement import FLUSHED, KEY_RUNS, KEY_WARMUP, measure_arch, measure_keys
 from .runners import RUNNERS, LocalRunner, make_runner
@@ -35,7 +40,7 @@ from .runners.base import (
     Stats,
 )
 from .table import META_FILE, LatencyTable, now_iso
-from .target import SOURCE_MEASURED, Target
+from .target import SOURCE_MEASURED, SOURCE_MEASURED_SCALED, Target
 from .user_config import programs_for
 
 FILL_CHUNK = 32  # keys per measurement call and per table write: an interrupt loses at most this
@@ -67,14 +72,17 @@ class MeasuredTarget(Target):
         runner: Runner | None = None,
         *,
         programs: Mapping[str, str] | None = None,
+        corrected: bool = True,
     ) -> None:
         super().__init__()
         self.name = name
         self.table = table
+        self.corrected = corrected  # apply the stored correction (False: the raw layer sum)
         self._runner = runner
         self._programs = dict(programs) if programs is not None else None
         self._checked_device: dict | None = None  # device_info of this runner, once per target
         self._session = uuid.uuid4().hex[:12]  # one entry of provenance["fills"] per session
+        self._correction: tuple[LatencyTable, Correction] | None = None  # parsed once per snapshot
         proto = table.provenance.get("protocol", {})
         self.threads = int(proto.get("threads", DEFAULT_THREADS))
         # whole networks (measure_arch): the runner protocol's defaults unless the table says
@@ -90,7 +98,32 @@ class MeasuredTarget(Target):
 
     @property
     def overhead_ms(self) -> float:
-        return self.table.overhead_ms or 0.0
+        """The per-network constant: the correction's when there is one, else the
+        per-call overhead the first fill measured."""
+        corr = self.correction if self.corrected else None
+        return corr.constant_ms if corr is not None else self.table.overhead_ms or 0.0
+
+    @property
+    def overhead_source(self) -> str:
+        corrected = self.corrected and self.correction is not None
+        return SOURCE_MEASURED_SCALED if corrected else SOURCE_MEASURED
+
+    @property
+    def correction(self) -> Correction | None:
+        """The correction stored in the table's provenance (None before a calibration)."""
+        raw = self.table.provenance.get(CORRECTION)
+        if raw is None:
+            return None
+        if self._correction is None or self._correction[0] is not self.table:
+            where = str(self.table.path / META_FILE)
+            self._correction = (self.table, Correction.from_dict(raw, where))
+        return self._correction[1]
+
+    def set_correction(self, correction: Correction) -> None:
+        """Store ``correction`` in the table's provenance and forget corrected answers."""
+        self.table = self.table.update(provenance={CORRECTION: correction.to_dict()})
+        self._cache.clear()
+        self._fast.clear()
 
     @property
     def runner(self) -> Runner:
@@ -140,16 +173,27 @@ class MeasuredTarget(Target):
             "overhead_ms": self.table.overhead_ms,
             "updated": prov.get("updated") or prov.get("created"),
             "validation": prov.get("validation"),
+            "correction": corr.summary() if (corr := self.correction) else None,
             "path": str(self.table.path),
         }
 
     def missing(self, keys: Sequence[LayerKey]) -> list[LayerKey]:
         return self.table.missing(list(keys))
 
-    def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
+    def raw_layer_ms(self, keys: Sequence[LayerKey]) -> list[float]:
+        """Each key's table median (ms, overhead subtracted), measuring missing keys first."""
         if self.table.missing(list(keys)):
             self.fill(keys)
-        return [(self.table[k].median, SOURCE_MEASURED) for k in keys]
+        return [self.table[k].median for k in keys]
+
+    def lookup(self, keys: Sequence[LayerKey]) -> list[tuple[float, str]]:
+        raw = self.raw_layer_ms(keys)
+        corr = self.correction if self.corrected else None
+        if corr is None:
+            return [(ms, SOURCE_MEASURED) for ms in raw]
+        return [
+            (corr.layer_ms(k, ms), SOURCE_MEASURED_SCALED) for k, ms in zip(keys, raw, strict=True)
+        ]
 
     def fill(
         self,

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from .runners.base import Stats
 
 SOURCE_MEASURED = "measured"  # timed on the target device by a runner
-# measured on the device by others, then scaled by a model ratio (pixel's ProxylessNAS
-# entries: 2018 runtime, scaled to the Table-3 runtime by 0.61-0.94)
+# measured on the device, then scaled by a fitted model: pixel's ProxylessNAS entries (measured
+# by others with a 2018 runtime, scaled to the Table-3 runtime by 0.61-0.94) and a measured
+# table's layers under its learned correction (hwnas.latency.correction)
 SOURCE_MEASURED_SCALED = "measured-scaled"
 SOURCE_MODELLED = "modelled"  # predicted by a cost model fitted to measurements
 SOURCES = (SOURCE_MEASURED, SOURCE_MEASURED_SCALED, SOURCE_MODELLED)
@@ -75,6 +76,11 @@ class Target(ABC):
     def overhead_ms(self) -> float:
         """Per-call runtime overhead (ms), added once to every network's prediction."""
         return 0.0
+
+    @property
+    def overhead_source(self) -> str:
+        """Where :attr:`overhead_ms` comes from (one of :data:`SOURCES`)."""
+        return SOURCE_MEASURED
 
     def check_resolution(self, resolution: int) -> str | None:
         """Warn when ``resolution`` is outside what the target's numbers cover.
@@ -153,7 +159,7 @@ class Target(ABC):
                     "part": OVERHEAD_PART,
                     "key": OVERHEAD_PART,
                     "ms": self.overhead_ms,
-                    "source": SOURCE_MEASURED,
+                    "source": self.overhead_source,
                 }
             )
         return pd.DataFrame(rows, columns=["part", "key", "ms", "source"])

@@ -26,10 +26,11 @@ def _target(tmp_path: Path) -> MeasuredTarget:
 @pytest.mark.filterwarnings("ignore:An input array is constant")  # the fake answers one value
 def test_validate_compares_predictions_with_measurements(tmp_path: Path) -> None:
     t = _target(tmp_path)
-    seen: list[int] = []
-    result = validate(t, "mnasnet", n=3, seed=1, resolution=RES, progress=seen.append)
+    seen: list[float] = []
+    result = validate(t, "mnasnet", n=3, seed=1, resolution=RES, progress=seen.append, rounds=2)
     rows = result.rows
-    assert len(rows) == 3 and seen == [1, 1, 1]
+    assert len(rows) == 3 and seen == [0.5] * 6  # 3 networks x 2 rounds
+    assert result.summary()["rounds"] == 2 and (rows.round_spread == 0).all()
     # the fake device answers a whole network with one overhead: measured == OVERHEAD_MS
     assert (rows.measured_ms == OVERHEAD_MS).all()
     assert rows.error.tolist() == pytest.approx((rows.predicted_ms / OVERHEAD_MS - 1).tolist())
@@ -88,7 +89,7 @@ def test_fidelity_refuses_bad_input() -> None:
 @pytest.mark.filterwarnings("ignore:An input array is constant")
 def test_validate_with_the_flushed_protocol_beside(tmp_path: Path) -> None:
     t = _target(tmp_path)
-    result = validate(t, "mnasnet", n=2, seed=0, resolution=RES, flushed=True)
+    result = validate(t, "mnasnet", n=2, seed=0, resolution=RES, flushed=True, rounds=1)
     rows = result.rows
     assert {"flushed_ms", "flushed_p10_ms", "flushed_p90_ms", "flushed_error"} <= set(rows)
     assert (rows.flushed_ms == OVERHEAD_MS).all()
@@ -97,3 +98,40 @@ def test_validate_with_the_flushed_protocol_beside(tmp_path: Path) -> None:
     assert summary["measured_as"] == "standard" and summary["flushed"]["n"] == 2
     csv, png = write_validation(result, tmp_path / "out", "dev")
     assert "flushed_ms" in csv.read_text().splitlines()[0] and png.stat().st_size > 0
+
+
+def test_least_disturbed_known_answers() -> None:
+    from hwnas.latency.runners import Stats
+    from hwnas.latency.validation import least_disturbed
+
+    rounds = [Stats(12.0, 11.0, 14.0, 50), Stats(10.0, 9.0, 12.0, 50), Stats(11.0, 10.0, 13.0, 50)]
+    best, spread = least_disturbed(rounds)
+    assert best == rounds[1] and spread == pytest.approx(0.2)  # 12 / 10 - 1
+    assert least_disturbed(rounds[:1]) == (rounds[0], 0.0)
+    with pytest.raises(ValueError, match="at least one"):
+        least_disturbed([])
+
+
+def test_measure_networks_interleaves_rounds(tmp_path: Path) -> None:
+    """Every network once per round (round-robin), the lowest median of its rounds counts."""
+    from hwnas.latency.runners import Stats
+    from hwnas.latency.validation import measure_networks, validation_archs
+
+    archs = validation_archs("mnasnet", 3, seed=2)
+    order: list[str] = []
+    medians = iter([5.0, 7.0, 9.0, 4.0, 8.0, 10.0])  # round 1 then round 2
+
+    class Recording(MeasuredTarget):
+        def measure(self, arch, resolution=224, num_classes=1000, protocol="flushed"):
+            order.append(arch.to_str())
+            m = next(medians)
+            return Stats(m, m, m, 1)
+
+    t = Recording("dev", _target(tmp_path).table)
+    got = measure_networks(t, archs, RES, rounds=2)
+    names = [a.to_str() for a in archs]
+    assert order == names + names
+    assert [s.median for s, _ in got] == [4.0, 7.0, 9.0]
+    assert [round(sp, 6) for _, sp in got] == [0.25, round(8 / 7 - 1, 6), round(10 / 9 - 1, 6)]
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        measure_networks(t, archs, RES, rounds=0)

@@ -1,0 +1,165 @@
+"""The learned correction: terms, the fit on synthetic data with known answers, the
+round trip through the table's provenance, and its use by the measurer and every lookup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import fake_ms
+
+from hwnas.latency import correction as corr_mod
+from hwnas.latency.correction import (
+    CORRECTION,
+    KINDS,
+    TERMS,
+    Correction,
+    calibrate,
+    calibration_archs,
+    fit_correction,
+    identity_coef,
+    layer_terms,
+    network_terms,
+)
+from hwnas.latency.keys import LayerKey, layer_keys
+from hwnas.latency.measured_target import MeasuredTarget
+from hwnas.latency.runners import Stats
+from hwnas.latency.space_latency import space_keys
+from hwnas.latency.table import LatencyTable
+from hwnas.latency.target import SOURCE_MEASURED, SOURCE_MEASURED_SCALED
+from hwnas.latency.validation import validation_archs
+from hwnas.space.searchspace import get_space
+
+RES = 32
+SPACE = "mnasnet"
+OVERHEAD = 0.02
+# the "device" below: each kind's table time scaled, edges and skip adds cost extra
+TRUE_COEF = np.array([0.9, 1.1, 0.8, 1.3, 0.95, 1.05, 0.4, 0.7])
+TRUE_CONST = 0.15
+
+
+def _truth(keys: list[LayerKey]) -> float:
+    """What the imaginary device measures for a whole network of ``keys``."""
+    return float(network_terms(keys, [fake_ms(k) for k in keys]) @ TRUE_COEF + TRUE_CONST)
+
+
+class Device(MeasuredTarget):
+    """A measured target whose whole networks follow ``_truth`` (no export, no runner)."""
+
+    def measure(self, arch, resolution=224, num_classes=1000, protocol="flushed"):
+        self.measured = getattr(self, "measured", 0) + 1
+        ms = _truth(layer_keys(arch, resolution, num_classes))
+        return Stats(ms, ms, ms, 1)
+
+
+def _device(tmp_path: Path) -> Device:
+    table = LatencyTable.create(tmp_path / "dev", {"runner": {"kind": "local"}})
+    keys = space_keys(SPACE, RES)
+    stats = {k: Stats(fake_ms(k), fake_ms(k), fake_ms(k), 5) for k in keys}
+    table = table.update(stats, defaults={"overhead_ms": OVERHEAD})
+    return Device("dev", table)
+
+
+def test_layer_terms_split_the_table_time_by_kind_and_count_edges() -> None:
+    ir = LayerKey.parse("ir_k5_s2_m72_c40_se24h_nre_noskip|24x56x56")
+    t = dict(zip(TERMS, layer_terms(ir, 2.0), strict=True))
+    assert t["ms_ir_se"] == 2.0 and sum(t[f"ms_{k}"] for k in KINDS) == 2.0
+    assert t["edge_melem"] == pytest.approx((24 * 56 * 56 + 40 * 28 * 28) * 1e-6)
+    assert t["skip_melem"] == 0.0  # no residual add
+    head = LayerKey.parse("head_v3_c960_f1280_nhs_cls1000|160x7x7")
+    th = dict(zip(TERMS, layer_terms(head, 1.0), strict=True))
+    assert th["ms_head"] == 1.0 and th["edge_melem"] == pytest.approx((160 * 49 + 1000) * 1e-6)
+    # the identity leaves every layer as the table has it
+    assert layer_terms(ir, 2.0) @ identity_coef() == pytest.approx(2.0)
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 5.0, size=(40, len(TERMS)))
+    x[:, TERMS.index("ms_conv")] = 0.0  # a kind no network has keeps its prior scale
+    y = x @ TRUE_COEF + TRUE_CONST
+    c = fit_correction(x, y, overhead_ms=OVERHEAD)
+    want = TRUE_COEF.copy()
+    want[TERMS.index("ms_conv")] = 1.0
+    assert np.allclose(c.coef, want, rtol=0.02, atol=0.02)
+    assert c.constant_ms == pytest.approx(TRUE_CONST, abs=0.05)
+    assert c.fit["n"] == 40 and c.fit["mape"] < 0.002 and c.fit["cv_mape"] < 0.005
+    assert c.fit["within"] == 1.0 and c.fit["ridge"] == min(corr_mod.RIDGES)
+    # noise that is not in the terms: the fit says so in its cross-validated error
+    noisy = y * rng.uniform(0.8, 1.2, size=y.size)
+    assert fit_correction(x, noisy, OVERHEAD).fit["cv_mape"] > 0.05
+
+
+def test_fit_refuses_bad_input() -> None:
+    x = np.ones((10, len(TERMS)))
+    with pytest.raises(ValueError, match="at least 8 measured networks"):
+        fit_correction(x[:3], [1.0] * 3, 0.0)
+    with pytest.raises(ValueError, match=r"terms must be \(n, 8\)"):
+        fit_correction(x[:, :3], [1.0] * 10, 0.0)
+    with pytest.raises(ValueError, match="finite and > 0"):
+        fit_correction(x, [1.0] * 9 + [0.0], 0.0)
+
+
+def test_round_trip_and_refusals() -> None:
+    c = Correction(tuple(TRUE_COEF), TRUE_CONST, {"n": 9, "mape": 0.01, "cv_mape": 0.02},
+                   ({"arch": "a", "resolution": 32, "num_classes": 10, "ms": 1.0, "space": "s"},),
+                   "2026-12-02")
+    back = Correction.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert back == c
+    assert back.summary()["spaces"] == ["s"] and back.summary()["cv_mape"] == 0.02
+    bad = c.to_dict()
+    for field, value, msg in [
+        ("terms", ["ms_x"], "are not this hwnas's"),
+        ("coef", [1.0, float("nan")] + [0.0] * 6, "finite coefficients"),
+        ("format", 99, "format 99"),
+        ("nets", "x", "nets must be a list"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            Correction.from_dict({**bad, field: value}, "p.json")
+    with pytest.raises(ValueError, match="p.json: correction must be a mapping"):
+        Correction.from_dict([], "p.json")
+
+
+def test_calibration_draws_networks_validate_never_draws() -> None:
+    cal = {a.to_str() for a in calibration_archs(SPACE, 20, seed=0)}
+    val = {a.to_str() for a in validation_archs(SPACE, 20, seed=0)}
+    assert len(cal) == 20 and not cal & val
+    again = [a.to_str() for a in calibration_archs(SPACE, 20, seed=0)]
+    assert set(again) == cal  # deterministic
+
+
+def test_calibrate_learns_stores_and_every_lookup_uses_it(tmp_path: Path) -> None:
+    """The measurer (calibrate) and the lookup use one set of terms: after calibrating on
+    the imaginary device, held-out networks are predicted as it measures them, on every path."""
+    t = _device(tmp_path)
+    held_out = validation_archs(SPACE, 6, seed=0)
+    raw_err = max(abs(t.predict(a, RES) / _truth(layer_keys(a, RES)) - 1) for a in held_out)
+    assert raw_err > 0.05  # the raw layer sum misses what the device does
+    c = calibrate(t, SPACE, 16, resolution=RES, rounds=1)
+    assert t.measured == 16 and c.fit["n"] == 16 and c.fit["cv_mape"] < 0.01
+    # stored with its networks; a fresh load from disk applies it
+    loaded = Device("dev", LatencyTable.load(t.table.path))
+    assert loaded.correction == c and len(loaded.table.provenance[CORRECTION]["nets"]) == 16
+    truth = np.array([_truth(layer_keys(a, RES)) for a in held_out])
+    one = np.array([loaded.predict(a, RES) for a in held_out])
+    assert np.allclose(one, truth, rtol=0.01)
+    assert np.allclose(loaded.predict_many(held_out, RES), one)
+    sp = get_space(SPACE)  # the vectorised path over index rows agrees with predict
+    idx = sp.sample_indices(np.random.default_rng(5), 4)
+    decoded = [sp.decode(sp.from_indices(row)) for row in idx]
+    fast = loaded.predict_many(idx, RES, space=SPACE)
+    assert np.allclose(fast, [loaded.predict(a, RES) for a in decoded])
+    assert np.allclose(fast, [_truth(layer_keys(a, RES)) for a in decoded], rtol=0.01)
+    frame = loaded.breakdown(held_out[0], RES)
+    assert frame["ms"].sum() == pytest.approx(one[0])
+    assert set(frame["source"]) == {SOURCE_MEASURED_SCALED}
+    assert loaded.describe()["correction"]["n"] == 16
+    raw = MeasuredTarget("dev", loaded.table, corrected=False)
+    assert raw.predict(held_out[0], RES) == pytest.approx(
+        sum(fake_ms(k) for k in layer_keys(held_out[0], RES)) + OVERHEAD)
+    assert set(raw.breakdown(held_out[0], RES)["source"]) == {SOURCE_MEASURED}
+    # a second calibration adds its networks to the stored ones (same ones are replaced)
+    calibrate(loaded, SPACE, 18, resolution=RES, rounds=1)
+    assert loaded.correction is not None and loaded.correction.fit["n"] == 18

@@ -51,12 +51,15 @@ CORRECTION_FORMAT = 1
 CALIBRATION_STREAM = 13  # seed-sequence word that keeps calibration draws apart from validate's
 FOLDS = 5  # cross-validation folds for the ridge and the reported fit error
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # candidate ridge strengths (relative to the data's scale)
+SCALE_BOUNDS = (0.25, 4.0)  # a kind's scale stays positive and within 4x of the table's time
 MIN_NETS = 8  # fewer networks than this cannot pin the terms down
 MELEM = 1e-6  # edge terms in millions of elements (fp32 values)
 BAND = 0.10  # the band of the reported "within" share (nn-Meter's +-10%)
 
-# per-layer terms: the table's ms by op kind (one scale each), then edge traffic
-KINDS = ("stem", "head", "conv", "ds", "ir", "ir_se")
+# per-layer terms: the table's ms by op kind (one scale each), then edge traffic. The stem is a
+# plain conv and takes conv's scale: a space has one stem, so a term of its own would only be a
+# second per-space constant (a fit on two spaces used it so, with a scale of -17.6).
+KINDS = ("conv", "ds", "ir", "ir_se", "head")
 TERMS = (
     *(f"ms_{k}" for k in KINDS),
     "edge_melem",  # input + output elements: the reorders a lone layer pays at its edges
@@ -67,7 +70,7 @@ TERMS = (
 def kind(key: LayerKey) -> str:
     """The op kind whose scale a layer's table time takes (one of :data:`KINDS`)."""
     if key.part != "block":
-        return key.part
+        return "conv" if key.part == "stem" else key.part
     return "ir_se" if key.op == "ir" and key.se_chs else key.op
 
 
@@ -177,15 +180,23 @@ def _finite(v: Any) -> bool:
 
 def _solve(x: np.ndarray, y: np.ndarray, prior: np.ndarray, ridge: float) -> np.ndarray:
     """Coefficients (terms and constant) minimising the relative squared error plus
-    ``ridge`` times the scaled distance from ``prior``."""
+    ``ridge`` times the scaled distance from ``prior``; each kind's scale within
+    :data:`SCALE_BOUNDS`, the constant >= 0."""
+    from scipy.optimize import lsq_linear
+
     a = x / y[:, None]  # rows relative to the measured time: relative error
-    r = 1.0 - a @ prior
     scale = np.sqrt(np.mean(a * a, axis=0))  # ridge in each column's own units
     on = scale > 0  # a term no network has (e.g. no plain conv in the space) keeps its prior
     a, scale = a[:, on], scale[on]
-    lhs = a.T @ a + ridge * len(y) * np.diag(scale * scale)
+    # ridge as extra rows: || a b - 1 ||^2 + ridge n || scale (b - prior) ||^2
+    rows = np.vstack([a, np.sqrt(ridge * len(y)) * np.diag(scale)])
+    target = np.concatenate([np.ones(len(y)), np.sqrt(ridge * len(y)) * scale * prior[on]])
+    is_ms = np.array([t.startswith("ms_") for t in TERMS] + [False])[on]
+    lo = np.where(is_ms, SCALE_BOUNDS[0], -np.inf)
+    hi = np.where(is_ms, SCALE_BOUNDS[1], np.inf)
+    lo[-1] = 0.0  # the constant (always a column) is a time
     out = prior.copy()
-    out[on] += np.linalg.solve(lhs, a.T @ r)
+    out[on] = lsq_linear(rows, target, bounds=(lo, hi)).x
     return out
 
 
@@ -314,10 +325,27 @@ def fit_nets(target: Any, nets: Sequence[dict]) -> Correction:
 
     from .table import now_iso
 
-    terms = []
+    terms, layers = [], []
     for r in nets:
         keys = layer_keys(Arch.from_str(r["arch"]), int(r["resolution"]), int(r["num_classes"]))
-        terms.append(network_terms(keys, target.raw_layer_ms(keys)))
+        ms = target.raw_layer_ms(keys)
+        terms.append(network_terms(keys, ms))
+        layers += list(zip(keys, ms, strict=True))
     raw_over = float(target.table.overhead_ms or 0.0)
-    return fit_correction(np.array(terms), [float(r["ms"]) for r in nets], raw_over, nets=nets,
+    corr = fit_correction(np.array(terms), [float(r["ms"]) for r in nets], raw_over, nets=nets,
                           date=now_iso())
+    # layers the lookup floors at 0 (a negative corrected time): the sum would part from the fit
+    corr.fit["floored_layers"] = sum(
+        float(layer_terms(k, m) @ np.asarray(corr.coef)) < 0 for k, m in set(layers))
+    return corr
+
+
+def refit(target: Any) -> Correction:
+    """Fit ``target``'s stored correction again on its stored networks (no measuring), e.g.
+    after its table's layers were measured again; stores and returns it."""
+    old = target.correction
+    if old is None:
+        raise HwnasError(f"target {target.name!r} has no correction to refit: build --calibrate N")
+    corr = fit_nets(target, old.nets)
+    target.set_correction(corr)
+    return corr

@@ -36,7 +36,7 @@ RES = 32
 SPACE = "mnasnet"
 OVERHEAD = 0.02
 # the "device" below: each kind's table time scaled, edges and skip adds cost extra
-TRUE_COEF = np.array([0.9, 1.1, 0.8, 1.3, 0.95, 1.05, 0.4, 0.7])
+TRUE_COEF = np.array([0.8, 1.3, 0.95, 1.05, 1.1, 0.4, 0.7])
 TRUE_CONST = 0.15
 
 
@@ -96,7 +96,7 @@ def test_fit_refuses_bad_input() -> None:
     x = np.ones((10, len(TERMS)))
     with pytest.raises(ValueError, match="at least 8 measured networks"):
         fit_correction(x[:3], [1.0] * 3, 0.0)
-    with pytest.raises(ValueError, match=r"terms must be \(n, 8\)"):
+    with pytest.raises(ValueError, match=r"terms must be \(n, 7\)"):
         fit_correction(x[:, :3], [1.0] * 10, 0.0)
     with pytest.raises(ValueError, match="finite and > 0"):
         fit_correction(x, [1.0] * 9 + [0.0], 0.0)
@@ -112,7 +112,7 @@ def test_round_trip_and_refusals() -> None:
     bad = c.to_dict()
     for field, value, msg in [
         ("terms", ["ms_x"], "are not this hwnas's"),
-        ("coef", [1.0, float("nan")] + [0.0] * 6, "finite coefficients"),
+        ("coef", [1.0, float("nan")] + [0.0] * 5, "finite coefficients"),
         ("format", 99, "format 99"),
         ("nets", "x", "nets must be a list"),
     ]:
@@ -163,3 +163,30 @@ def test_calibrate_learns_stores_and_every_lookup_uses_it(tmp_path: Path) -> Non
     # a second calibration adds its networks to the stored ones (same ones are replaced)
     calibrate(loaded, SPACE, 18, resolution=RES, rounds=1)
     assert loaded.correction is not None and loaded.correction.fit["n"] == 18
+
+
+def test_scales_stay_within_bounds_and_the_stem_is_a_conv() -> None:
+    """Data that would want a negative scale for a kind get the lower bound, not a sign flip."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.1, 5.0, size=(30, len(TERMS)))
+    coef = TRUE_COEF.copy()
+    coef[TERMS.index("ms_ds")] = -2.0  # impossible on a real device
+    y = x @ coef + 40.0  # keep every network's time positive
+    c = fit_correction(x, y, OVERHEAD)
+    lo, hi = corr_mod.SCALE_BOUNDS
+    scales = [v for t, v in zip(TERMS, c.coef, strict=True) if t.startswith("ms_")]
+    assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in scales) and c.constant_ms >= 0
+    assert c.coef[TERMS.index("ms_ds")] == pytest.approx(lo)
+    stem = LayerKey.parse("stem_k3_s2_c16_nhs|3x224x224")
+    assert corr_mod.kind(stem) == "conv" and layer_terms(stem, 1.0)[TERMS.index("ms_conv")] == 1.0
+
+
+def test_refit_uses_the_stored_networks_without_measuring(tmp_path: Path) -> None:
+    t = _device(tmp_path)
+    with pytest.raises(ValueError, match="no correction to refit"):
+        corr_mod.refit(t)
+    first = calibrate(t, SPACE, 12, resolution=RES, rounds=1)
+    assert t.measured == 12 and first.fit["floored_layers"] == 0
+    again = corr_mod.refit(t)
+    assert t.measured == 12  # nothing measured
+    assert again.nets == first.nets and np.allclose(again.coef, first.coef)

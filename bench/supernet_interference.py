@@ -5,7 +5,7 @@ on 4,096 Fashion-MNIST images at 32 px (one torch thread), starting from a fixed
 path (every block ir4, k3, no SE, relu, skip, filters 1.0, layers 0) and drawing
 per block, each step, only the decision named (``op``, ``kernel``, ``skip``,
 ``filters``, ``layers``, ``act``, ``se``), or ``all`` (``SearchSpace.sample_random``)
-or ``none`` (the fixed path). Prints the mean training loss of the first and last
+or ``none`` (the fixed path); ``a+b`` varies several. Prints the mean training loss of the first and last
 20 steps and the median gradient norm. The numbers are in docs/benchmarks.md::
 
     nice .venv/bin/python bench/supernet_interference.py none kernel skip op all
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import hwnas.common  # noqa: F401
 from hwnas.proxy.data import load_dataset
-from hwnas.space.searchspace import BLOCK_FIELDS, get_space
+from hwnas.space.searchspace import get_space
 from hwnas.supernet.model import SuperNet
 
 FIXED = {"op": "ir4", "kernel": 3, "se": 0.0, "act": "relu", "skip": True, "filters": 1.0,
@@ -32,14 +32,21 @@ FIXED = {"op": "ir4", "kernel": 3, "se": 0.0, "act": "relu", "skip": True, "filt
 
 
 def run(vary: str, steps: int, lr: float, clip: float, data, space,
-        ops: tuple[str, ...] | None = None) -> tuple[float, float, float]:
+        ops: tuple[str, ...] | None = None, optim: str = "sgd",
+        dw_scale: float = 1.0, dw_fan: bool = False) -> tuple[float, float, float]:
     torch.manual_seed(0)
     net = SuperNet(space, data.num_classes).train()
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "conv_dw" in name:
+                if dw_fan:  # He init over one group's fan-out (k*k), not k*k*channels
+                    p.normal_(0.0, (2.0 / p[0].numel()) ** 0.5)
+                p.mul_(dw_scale)
+    if optim == "adam":
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=4e-5)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
     rng = np.random.default_rng(1)
-    choices = dict(BLOCK_FIELDS)
-    if ops:
-        choices["op"] = ops
     base = space.from_indices(space.sample_indices(np.random.default_rng(0), 1)[0])
     for b in range(space.num_blocks):
         base.update({f"b{b}_{k}": v for k, v in FIXED.items()})
@@ -50,8 +57,11 @@ def run(vary: str, steps: int, lr: float, clip: float, data, space,
         else:
             p = dict(base)
             for b in range(space.num_blocks):
-                if vary in choices:
-                    p[f"b{b}_{vary}"] = choices[vary][int(rng.integers(len(choices[vary])))]
+                for d in space.block_decisions(b):
+                    field = d.name.split("_", 1)[1]
+                    if field in vary.split("+"):
+                        opts = ops if field == "op" and ops else d.choices
+                        p[d.name] = opts[int(rng.integers(len(opts)))]
             arch = space.decode(p)
         idx = torch.randint(0, len(data.train_y), (128,))
         loss = F.cross_entropy(net(data.train_x[idx], arch), data.train_y[idx], label_smoothing=0.1)
@@ -69,6 +79,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
+    ap.add_argument("--dw-scale", type=float, default=1.0,
+                    help="multiply every depthwise bank by this at init")
+    ap.add_argument("--dw-fan", action="store_true",
+                    help="re-initialise depthwise banks with He init over k*k (one group)")
+    ap.add_argument("--optim", choices=("sgd", "adam"), default="sgd")
     ap.add_argument("--ops", default=None, help="op choices when varying op, e.g. conv,ir4")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -77,7 +92,8 @@ def main() -> None:
     for vary in args.vary:
         t = time.perf_counter()
         first, last, norm = run(vary, args.steps, args.lr, args.clip, data, space,
-                                 tuple(args.ops.split(",")) if args.ops else None)
+                                 tuple(args.ops.split(",")) if args.ops else None, args.optim,
+                                 args.dw_scale, args.dw_fan)
         print(f"{vary}: loss {first:.3f} -> {last:.3f}, median grad norm {norm:.2f}, "
               f"{time.perf_counter() - t:.0f} s", flush=True)
 

@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--supernet-epochs", type=int, default=None,
       help="estimator supernet: epochs of a supernet trained for this run when none is cached "
            "(default: hwnas.supernet's, 20)")
+    a("--supernet-finetune", type=int, default=None, metavar="STEPS",
+      help="estimator supernet: fine-tune each candidate's inherited weights this many steps "
+           "of the proxy recipe before scoring it (default 0: score them as inherited; "
+           "docs/supernet.md has the measured ranking of each)")
     a("--retrain-epochs", type=int, default=None,
       help="after the search, train the best net from scratch for this many epochs on the whole "
            "train split and record both accuracies in best.json (default 0: no retraining)")
@@ -140,8 +144,8 @@ _FLAG_TO_FIELD = {f: f for f in (
     "space", "data", "trials", "sampler", "reward", "w", "epochs", "proxy_resolution",
     "resolution", "train_subset", "val_size", "lr", "prefilter_keep", "pruner", "prefilter",
     "workers", "backend", "ray_address", "max_failures", "storage", "out", "seed",
-    "estimator", "supernet", "supernet_epochs", "retrain_epochs", "device", "gpus_per_trial",
-    "cpus_per_trial", "timeout_kill")}
+    "estimator", "supernet", "supernet_epochs", "supernet_finetune", "retrain_epochs", "device",
+    "gpus_per_trial", "cpus_per_trial", "timeout_kill")}
 # Flags a resumed run may change (its budget and where it runs): config.RESUMABLE_FIELDS.
 RESUMABLE = tuple(_FIELD_TO_FLAG.get(f, f) for f in RESUMABLE_FIELDS)
 

@@ -91,6 +91,8 @@ class SearchConfig(BaseModel):
     supernet: str | None = Field(None, description="supernet id (estimator supernet); set on start")
     supernet_epochs: int | None = Field(None, ge=1, description="epochs of a supernet trained "
                                         "for the run (None: hwnas.supernet's default)")
+    supernet_finetune: int = Field(0, ge=0, description="estimator supernet: fine-tune each "
+                                   "candidate's inherited weights this many steps before scoring")
     retrain_epochs: int = Field(0, ge=0, description="train the winner from scratch this long")
     skip_factor: float = Field(DEFAULT_SKIP_FACTOR, gt=1)
     workers: int = Field(1, ge=1)

@@ -115,7 +115,8 @@ class SupernetEstimator(Estimator):
         if self._supernet is None:
             if not config.supernet:
                 raise HwnasError("estimator 'supernet' needs a supernet id (plan_supernet sets it)")
-            self._supernet = load_supernet(config.supernet, device=config.device)
+            self._supernet = load_supernet(config.supernet, device=config.device,
+                                           finetune_steps=config.supernet_finetune)
         return self._supernet
 
     def accuracy(self, trial: Any, comp: Components, arch: Arch, report: Any = None) -> float:
@@ -127,8 +128,9 @@ class SupernetEstimator(Estimator):
         return acc
 
     def weights(self, config: SearchConfig, arch: Arch) -> dict[str, torch.Tensor]:
-        """Inherited weights with BN statistics recalibrated as :meth:`accuracy` scored them."""
-        model = self.supernet(config).recalibrated(arch)
+        """The weights :meth:`accuracy` scored: inherited, BN recalibrated (and fine-tuned
+        ``supernet_finetune`` steps when asked)."""
+        model = self.supernet(config).scored_model(arch)
         return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 

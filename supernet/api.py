@@ -15,13 +15,14 @@ subset of the held-out split (never trained on).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from hwnas.common.errors import HwnasError
 from hwnas.proxy.data import Dataset
-from hwnas.proxy.train import evaluate, recalibrate_bn, resolve_device
+from hwnas.proxy.train import TrainConfig, TrainResult, evaluate, recalibrate_bn, resolve_device, train
 from hwnas.space.build import Net
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch
@@ -46,6 +47,9 @@ from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_SUBSET, SupernetConfig
 DEFAULT_CALIB_IMAGES = 512
 DEFAULT_EVAL_IMAGES = 2000  # held-out images per candidate (standard error ~0.8% at 85%)
 CALIB_BATCH = 128  # the training batch size
+# Steps of the optional fine-tune before scoring (``finetune_steps``; 0: score the
+# inherited weights as they are). bench/supernet_finetune.py measures what it buys.
+DEFAULT_FINETUNE_STEPS = 0
 
 
 class Supernet:
@@ -61,7 +65,10 @@ class Supernet:
 
     def __init__(self, folder: Path, net: SuperNet, config: SupernetConfig, provenance: dict,
                  device: str | None = None, calib_images: int = DEFAULT_CALIB_IMAGES,
-                 eval_images: int = DEFAULT_EVAL_IMAGES) -> None:
+                 eval_images: int = DEFAULT_EVAL_IMAGES,
+                 finetune_steps: int = DEFAULT_FINETUNE_STEPS) -> None:
+        if not isinstance(finetune_steps, int) or isinstance(finetune_steps, bool) or finetune_steps < 0:
+            raise HwnasError(f"finetune_steps must be an int >= 0, got {finetune_steps!r}")
         if not isinstance(calib_images, int) or calib_images < 2:
             raise HwnasError(f"calib_images must be an int >= 2, got {calib_images!r}")
         if not isinstance(eval_images, int) or eval_images < 1:
@@ -70,6 +77,7 @@ class Supernet:
         self.id = folder.name
         self.device = resolve_device(device)
         self.calib_images, self.eval_images = calib_images, eval_images
+        self.finetune_steps = finetune_steps
         self._data: Dataset | None = None
         self._fixed: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -120,10 +128,44 @@ class Supernet:
         recalibrate_bn(model, calib, order, CALIB_BATCH)
         return model.eval()
 
+    def finetuned(self, arch: Arch) -> Net:
+        """:meth:`extract` trained ``finetune_steps`` steps (see :meth:`_finetune`), CPU, eval mode."""
+        return self._finetune(arch).model
+
+    def _finetune(self, arch: Arch) -> TrainResult:
+        """:meth:`extract` trained ``finetune_steps`` steps of the proxy recipe (CPU, eval mode).
+
+        The recipe is ``hwnas.proxy.train``'s (SGD, cosine over the steps, the
+        supernet's learning rate and batch size, seed = the supernet's seed), so
+        the same ``arch`` always gives the same weights on one device; its BN
+        statistics are recalibrated by the trainer. The supernet is not changed
+        (``extract`` copies the path).
+        """
+        _, _, val_x, val_y = self._fixed_sets()
+        # The trainer scores on data.val_*: give it the fixed held-out images only.
+        data = self.data
+        if isinstance(data, Dataset):  # (a streamed folder keeps its own held-out split)
+            data = replace(data, val_x=val_x.cpu(), val_y=val_y.cpu(), manifest=None)
+        config = TrainConfig(epochs=1, max_steps=self.finetune_steps, lr=self.config.lr,
+                             batch_size=self.config.batch_size,
+                             resolution=self.config.proxy_resolution, seed=self.config.seed,
+                             device=str(self.device))
+        return train(self.extract(arch).train(), data, config)
+
     def estimate(self, arch: Arch) -> float:
-        """Estimated accuracy of ``arch`` in [0, 1] (inherited weights, recalibrated BN, held-out)."""
+        """Estimated accuracy of ``arch`` in [0, 1] on the fixed held-out images.
+
+        Inherited weights with recalibrated BN, or, with ``finetune_steps``, the
+        inherited weights fine-tuned that many steps (:meth:`finetuned`).
+        """
+        if self.finetune_steps:
+            return self._finetune(arch).val_accuracy  # scored on the same fixed images
         _, _, val_x, val_y = self._fixed_sets()
         return evaluate(self.recalibrated(arch), val_x, val_y)
+
+    def scored_model(self, arch: Arch) -> Net:
+        """The module :meth:`estimate` scores (its weights are what a search exports)."""
+        return self.finetuned(arch) if self.finetune_steps else self.recalibrated(arch)
 
     def estimate_many(self, archs: Iterable[Arch]) -> list[float]:
         return [self.estimate(a) for a in archs]
@@ -132,7 +174,7 @@ class Supernet:
 def load_supernet(sid: str, device: str | None = None, **scoring: int) -> Supernet:
     """The complete supernet ``sid`` from ``$HWNAS_HOME/supernets`` (read-only).
 
-    ``scoring`` may set ``calib_images`` and ``eval_images``.
+    ``scoring`` may set ``calib_images``, ``eval_images`` and ``finetune_steps``.
 
     Raises:
         HwnasError: unknown id, training incomplete, or a corrupt file (one line).

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from hwnas.common.cli import Parser, positive_int, run_cli, seed, widen
+from hwnas.common.cli import Parser, non_negative_int, positive_int, run_cli, seed, widen
 from hwnas.space.cli import resolve_arch
 from hwnas.space.searchspace import SPACE_NAMES
 
@@ -81,6 +81,9 @@ def make_parser() -> argparse.ArgumentParser:
                     metavar="N", help=f"BN recalibration images (default {DEFAULT_CALIB_IMAGES})")
     ev.add_argument("--eval-images", type=positive_int("image count"), default=DEFAULT_EVAL_IMAGES,
                     metavar="N", help=f"held-out images scored (default {DEFAULT_EVAL_IMAGES})")
+    ev.add_argument("--finetune", type=non_negative_int("step count"), default=0, metavar="STEPS",
+                    help="fine-tune the inherited weights this many steps of the proxy recipe "
+                         "before scoring (default 0: score them as inherited)")
     ev.add_argument("--device", default=None, metavar="DEV", help="torch device (default as train)")
     return p
 
@@ -121,7 +124,7 @@ def _cmd_info(args: argparse.Namespace, console: Console) -> None:
 
 def _cmd_eval(args: argparse.Namespace, console: Console) -> None:
     sn = load_supernet(args.id, device=args.device, calib_images=args.calib_images,
-                       eval_images=args.eval_images)
+                       eval_images=args.eval_images, finetune_steps=args.finetune)
     arch = resolve_arch(args.arch)
     if not sn.fits(arch):
         sn.extract(arch)  # raises the one-line reason

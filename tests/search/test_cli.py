@@ -75,7 +75,7 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
                 "--backend", "ray", "--max-failures", "1", "--storage", "sqlite:///x.db",
                 "--out", str(tmp_path / "r"), "--seed", "4", "--estimator", "supernet",
                 "--supernet", "sn-1", "--supernet-epochs", "3", "--retrain-epochs", "5",
-                "--device", "cpu", "--gpus-per-trial", "0.5", "--cpus-per-trial", "2",
+                "--supernet-finetune", "40", "--device", "cpu", "--gpus-per-trial", "0.5", "--cpus-per-trial", "2",
                 "--timeout-kill")
     assert (c.latency_ms, c.space, c.trials, c.timeout_s, c.sampler, c.reward, c.w) == (
         30.0, "mnasnet", 7, 300.0, "rl", "hard", -0.5)
@@ -84,8 +84,8 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
     assert (c.pruner, c.prefilter, c.prefilter_keep, c.workers, c.backend, c.max_failures) == (
         "none", "synflow", 0.3, 2, "ray", 1)
     assert (c.storage, c.out, c.seed) == ("sqlite:///x.db", str(tmp_path / "r"), 4)
-    assert (c.estimator, c.supernet, c.supernet_epochs, c.retrain_epochs) == (
-        "supernet", "sn-1", 3, 5)
+    assert (c.estimator, c.supernet, c.supernet_epochs, c.retrain_epochs, c.supernet_finetune) == (
+        "supernet", "sn-1", 3, 5, 40)
     assert (c.device, c.gpus_per_trial, c.cpus_per_trial, c.timeout_kill) == ("cpu", 0.5, 2, True)
 
 

@@ -55,3 +55,32 @@ def test_estimate_is_repeatable_and_uses_fixed_sets(trained: tuple) -> None:
     assert sn.estimate_many(archs) == first
     calib, _, val_x, _ = sn._fixed_sets()
     assert len(calib) == min(sn.calib_images, 256) and len(val_x) == min(sn.eval_images, 96)
+
+
+def test_finetuned_estimate_trains_a_copy_and_scores_the_fixed_images(trained: tuple) -> None:
+    tiny_space, sn = trained
+    arch = tiny_space.sample_random(np.random.default_rng(5))
+    before = {k: v.clone() for k, v in sn.net.state_dict().items()}
+    tuned = Supernet(sn.folder, sn.net, sn.config, sn.provenance, finetune_steps=3)
+    tuned._data = sn.data
+    acc = tuned.estimate(arch)
+    assert 0.0 <= acc <= 1.0 and tuned.estimate(arch) == acc  # same steps, same seed
+    model = tuned.scored_model(arch)
+    _, _, val_x, val_y = tuned._fixed_sets()
+    from hwnas.proxy.train import evaluate
+
+    assert evaluate(model, val_x, val_y) == pytest.approx(acc)  # scored on the fixed images
+    inherited = sn.extract(arch).state_dict()
+    assert any(not torch.equal(v, inherited[k]) for k, v in model.state_dict().items()
+               if k.endswith("weight"))  # it did train
+    for k, v in sn.net.state_dict().items():  # the shared weights are untouched
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("steps", [-1, 1.5, True])
+def test_finetune_steps_must_be_a_count(trained: tuple, steps: object) -> None:
+    from hwnas.common.errors import HwnasError
+
+    _, sn = trained
+    with pytest.raises(HwnasError, match="finetune_steps must be an int >= 0"):
+        Supernet(sn.folder, sn.net, sn.config, sn.provenance, finetune_steps=steps)

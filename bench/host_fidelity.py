@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         "table": str(target.table.path),
         "table_entries": len(target.table),
         "correction": corr.summary() if corr else None,
+        "correction_coefficients": (
+            {k: v for k, v in corr.to_dict().items() if k != "nets"} if corr else None
+        ),
         "calibration_overlap": int(sum(a in fitted for a in rows["arch"])),
         "stats": stats,
         # how far one network's round medians lie apart (max / min - 1): the measurement's own noise

@@ -78,7 +78,7 @@ def layer_terms(key: LayerKey, table_ms: float) -> np.ndarray:
     """The terms (:data:`TERMS`, in order) of one layer whose table time is ``table_ms``.
 
     >>> k = LayerKey.parse("ir_k3_s1_m72_c24_nre_skip|24x56x56")
-    >>> t = dict(zip(TERMS, layer_terms(k, 0.5)))
+    >>> t = dict(zip(TERMS, layer_terms(k, 0.5).tolist()))
     >>> t["ms_ir"], t["ms_ds"], round(t["edge_melem"], 6), round(t["skip_melem"], 6)
     (0.5, 0.0, 0.150528, 0.075264)
     """

@@ -61,7 +61,8 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=RUNTIMES,
         default=None,
-        help="onnxruntime (default) or tflite (LiteRT; benchmark_model on a phone)",
+        help="onnxruntime (default) or tflite (LiteRT: the interpreter here or over ssh, "
+             "benchmark_model on a phone)",
     )
     g.add_argument(
         "--perf-test",

@@ -22,7 +22,14 @@ import torch
 
 from hwnas.common.errors import HwnasError
 from hwnas.proxy.data import Dataset
-from hwnas.proxy.train import TrainConfig, TrainResult, evaluate, recalibrate_bn, resolve_device, train
+from hwnas.proxy.train import (
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    recalibrate_bn,
+    resolve_device,
+    train,
+)
 from hwnas.space.build import Net
 from hwnas.space.searchspace import get_space
 from hwnas.space.spec import Arch

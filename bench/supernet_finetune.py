@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="fine-tune seed (data order; init of the control)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,7 +51,7 @@ def main() -> None:
     data = sn.data
     _, _, val_x, val_y = sn._fixed_sets()
     cfg = TrainConfig(epochs=1, max_steps=args.steps, lr=args.lr, resolution=sn.config.proxy_resolution,
-                      seed=0)
+                      seed=args.seed)
     rows = {}
     for name, row in truth.items():
         arch = Arch.from_str(row["arch"])
@@ -76,10 +77,11 @@ def main() -> None:
                         "spearman": float(spearmanr(est, tru).statistic),
                         "median_seconds": float(np.median([r[f"{key}_s"] for r in rows.values()])),
                         "mean_estimate": float(np.mean(est))}
-    out = {"supernet": sn.id, "steps": args.steps, "lr": args.lr, "n": len(rows),
+    out = {"supernet": sn.id, "steps": args.steps, "lr": args.lr, "seed": args.seed, "n": len(rows),
            "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d"), "summary": summary,
            "rows": rows}
-    dest = Path(args.out) if args.out else ROOT / "bench" / "results" / f"supernet_finetune_{args.steps}.json"
+    dest = Path(args.out) if args.out else ROOT / "bench" / "results" / (
+        f"supernet_finetune_{args.steps}" + (f"_s{args.seed}" if args.seed else "") + ".json")
     atomic_write_text(dest, json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=1))
 

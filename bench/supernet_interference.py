@@ -33,7 +33,7 @@ FIXED = {"op": "ir4", "kernel": 3, "se": 0.0, "act": "relu", "skip": True, "filt
 
 def run(vary: str, steps: int, lr: float, clip: float, data, space,
         ops: tuple[str, ...] | None = None, optim: str = "sgd",
-        dw_scale: float = 1.0, dw_fan: bool = False) -> tuple[float, float, float]:
+        dw_scale: float = 1.0, dw_fan: bool = False, warm: int = 0) -> tuple[float, float, float]:
     torch.manual_seed(0)
     net = SuperNet(space, data.num_classes).train()
     with torch.no_grad():
@@ -51,8 +51,10 @@ def run(vary: str, steps: int, lr: float, clip: float, data, space,
     for b in range(space.num_blocks):
         base.update({f"b{b}_{k}": v for k, v in FIXED.items()})
     losses, norms = [], []
-    for _ in range(steps):
-        if vary == "all":
+    for step in range(warm + steps):
+        if step < warm:  # warm start: the fixed path alone (progressive shrinking's first phase)
+            arch = space.decode(base)
+        elif vary == "all":
             arch = space.sample_random(rng)
         else:
             p = dict(base)
@@ -69,7 +71,8 @@ def run(vary: str, steps: int, lr: float, clip: float, data, space,
         loss.backward()
         norms.append(float(torch.nn.utils.clip_grad_norm_(net.parameters(), clip or 1e9)))
         opt.step()
-        losses.append(float(loss.detach()))
+        if step >= warm:
+            losses.append(float(loss.detach()))
     return float(np.mean(losses[:20])), float(np.mean(losses[-20:])), float(np.median(norms))
 
 
@@ -83,6 +86,8 @@ def main() -> None:
                     help="multiply every depthwise bank by this at init")
     ap.add_argument("--dw-fan", action="store_true",
                     help="re-initialise depthwise banks with He init over k*k (one group)")
+    ap.add_argument("--warm", type=int, default=0,
+                    help="train the fixed path alone for this many steps first (reported: the rest)")
     ap.add_argument("--optim", choices=("sgd", "adam"), default="sgd")
     ap.add_argument("--ops", default=None, help="op choices when varying op, e.g. conv,ir4")
     args = ap.parse_args()
@@ -93,7 +98,7 @@ def main() -> None:
         t = time.perf_counter()
         first, last, norm = run(vary, args.steps, args.lr, args.clip, data, space,
                                  tuple(args.ops.split(",")) if args.ops else None, args.optim,
-                                 args.dw_scale, args.dw_fan)
+                                 args.dw_scale, args.dw_fan, args.warm)
         print(f"{vary}: loss {first:.3f} -> {last:.3f}, median grad norm {norm:.2f}, "
               f"{time.perf_counter() - t:.0f} s", flush=True)
 

@@ -71,6 +71,7 @@ __all__ = [
     "FINISHED", "INTERRUPTED_ATTR", "SQLITE_TIMEOUT_S", "RunError", "best_value",
     "default_run_dir", "fastest_latency", "finished_count", "make_pruner", "make_storage",
     "open_study", "prepare", "run_search", "started_count", "storage_url", "study_name",
+    "prefilter_warning",
     "visibility_warning",
 ]
 
@@ -204,6 +205,21 @@ def visibility_warning(config: SearchConfig) -> str | None:
             f"pays their latency but cannot see their accuracy){hint}")
 
 
+def prefilter_warning(config: SearchConfig) -> str | None:
+    """One line when a zero-cost prefilter is on: measured, it ranks against accuracy here.
+
+    ``bench/estimator_fidelity.py`` (docs/search.md): over 30 trained ``mobilenetv3``
+    nets both scores rank the nets *against* their standalone accuracy, also
+    within the prefilter's latency bands, so the prefilter tends to discard the
+    better candidates of a band. It stays available for other data.
+    """
+    if config.prefilter == "none":
+        return None
+    return (f"--prefilter {config.prefilter}: on the 30-net benchmark (docs/search.md) zero-cost "
+            "scores ranked networks against their trained accuracy, within latency bands too; "
+            "it may discard the better candidates: check it on your data first")
+
+
 def _ensure_supernet(config: SearchConfig, comp: Components, resume: bool,
                      notify: Callable[[str], None]) -> tuple[SearchConfig, object | None]:
     """Resolve the run's supernet id (estimator supernet); settings to train it, or None."""
@@ -304,9 +320,9 @@ def run_search(config: SearchConfig, resume: bool = False,
     config, run_dir, comp = prepare(config, resume, with_data=local_data)
     config, supernet_to_train = _ensure_supernet(config, comp, resume, notify)
     comp.config = config
-    warning = visibility_warning(config)
-    if warning and not resume:
-        notify("warning: " + warning)
+    for warning in (visibility_warning(config), prefilter_warning(config)):
+        if warning and not resume:
+            notify("warning: " + warning)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK_NAME))

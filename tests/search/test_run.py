@@ -32,7 +32,7 @@ from searchkit import (
 from hwnas.search import load_run
 from hwnas.search.config import parse_config
 from hwnas.search.objective import PREFILTER_ATTR, Components, make_objective
-from hwnas.search.run import run_search, visibility_warning
+from hwnas.search.run import prefilter_warning, run_search, visibility_warning
 from hwnas.space import Arch
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "docs" / "notebooks" / "inspect_run.ipynb"
@@ -367,3 +367,10 @@ def test_visibility_warning_fires_at_32_px_and_names_the_blocks() -> None:
 def test_visibility_warning_is_silent_where_every_decision_is_visible() -> None:
     assert visibility_warning(parse_config({"target": "pixel", "latency": "50ms",
                                             "proxy_resolution": 64})) is None
+
+
+def test_prefilter_warning_only_when_a_prefilter_is_on() -> None:
+    base = {"target": "pixel", "latency": "50ms"}
+    assert prefilter_warning(parse_config(base)) is None
+    line = prefilter_warning(parse_config({**base, "prefilter": "naswot"}))
+    assert line is not None and "\n" not in line and line.startswith("--prefilter naswot:")

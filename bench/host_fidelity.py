@@ -1,14 +1,15 @@
 """Benchmark: how well ``host`` predicts whole networks as a user measures them.
 
     HWNAS_HOME=DIR taskset -c 0 .venv/bin/python bench/host_fidelity.py --space mobilenetv3 \\
-        --n 100 [--rounds 3] [--lock /tmp/hwnas-core0.lock] [--block 20] [--flushed]
+        --n 100 [--rounds 6] [--lock /tmp/hwnas-core0.lock] [--block 20] [--flushed]
 
 Draws the ``--n`` random networks ``nas-latency validate --seed S`` draws
 (:func:`hwnas.latency.validation.validation_archs`), predicts each with the
 ``host`` target under ``HWNAS_HOME`` twice, with its learned correction
 (``build --calibrate``; :mod:`hwnas.latency.correction`) and as the raw layer
 sum, and measures each end to end the standard way (warm, repeated
-``session.run``, one thread) in ``--rounds`` interleaved rounds, the least
+``session.run``, one thread) in ``--rounds`` interleaved rounds (default
+:data:`hwnas.latency.validation.ROUNDS`, as ``validate``), the least
 disturbed round counting (:func:`hwnas.latency.validation.measure_networks`),
 and with ``--flushed`` also under the cache-flushed layer protocol. With
 ``--lock``, each block of ``--block`` networks is measured holding that file
@@ -48,7 +49,7 @@ from hwnas.latency.correction import refit
 from hwnas.latency.measured_target import MeasuredTarget
 from hwnas.latency.measurement import FLUSHED, STANDARD
 from hwnas.latency.runners.protocol import cpu_model, device_info
-from hwnas.latency.validation import fidelity, measure_networks, validation_archs
+from hwnas.latency.validation import ROUNDS, fidelity, measure_networks, validation_archs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"within": 0.95, "mape": 0.04, "spearman": 0.98}
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=ROUNDS)
     p.add_argument("--flushed", action="store_true")
     p.add_argument("--lock", type=Path, default=None, help="flock this file around each block")
     p.add_argument("--block", type=int, default=20, help="networks measured per lock hold")

@@ -24,9 +24,10 @@ Whole networks can be timed two ways (``protocol=``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,57 @@ def _writers(runtime: str) -> tuple[Callable, Callable, str]:
             lambda c, r: empty_model(c, r).SerializeToString(), ".onnx")
 
 
+_exports: dict[tuple, Path] | None = None  # set inside reuse_exports(): export -> file
+_exports_dir: Path | None = None
+
+
+@contextlib.contextmanager
+def reuse_exports() -> Iterator[None]:
+    """Inside the block, :func:`measure_arch` exports each network once and measures that
+    file again in later calls (same arch, resolution, classes, seed and runtime).
+
+    The weights come from ``torch.manual_seed(seed)`` either way, so the file
+    is the same; it saves the export (about as long as one measurement of a
+    224 px network) in every round after the first. Nested blocks share the
+    outer one's files; the files go when the outermost block ends.
+    """
+    global _exports, _exports_dir
+    if _exports is not None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="hwnas-exports-") as tmp:
+        _exports, _exports_dir = {}, Path(tmp)
+        try:
+            yield
+        finally:
+            _exports, _exports_dir = None, None
+
+
+def export_arch(arch: Arch, folder: Path, resolution: int, num_classes: int, seed: int,
+                runtime: str) -> Path:
+    """``arch`` with ``torch.manual_seed(seed)`` weights as ``folder/net.onnx`` (``.tflite``
+    for the ``tflite`` runtime), or the file of an earlier call inside :func:`reuse_exports`."""
+    import torch
+
+    from hwnas.space import build, export_onnx, export_tflite
+
+    key = (arch.to_str(), resolution, num_classes, seed, runtime)
+    if _exports is not None and key in _exports:
+        return _exports[key]
+    if _exports is not None and _exports_dir is not None:
+        folder = _exports_dir / f"n{len(_exports):05d}"
+        folder.mkdir()
+    torch.manual_seed(seed)
+    model = build(arch, num_classes=num_classes)
+    tflite = runtime == "tflite"
+    path = (export_tflite if tflite else export_onnx)(
+        arch, folder / f"net{'.tflite' if tflite else '.onnx'}", resolution=resolution,
+        num_classes=num_classes, model=model)
+    if _exports is not None:
+        _exports[key] = path
+    return path
+
+
 def measure_arch(
     arch: Arch,
     resolution: int = 224,
@@ -146,27 +198,14 @@ def measure_arch(
     layers were measured) or ``standard`` (warm repeated ``session.run``,
     see the module docstring).
     """
-    import torch
-
-    from hwnas.space import build, export_onnx, export_tflite
-
     check_protocol(runs, warmup, threads)
     if resolution < 1:
         raise HwnasError(f"resolution must be >= 1, got {resolution}")
     if protocol not in ARCH_PROTOCOLS:
         raise HwnasError(f"protocol must be one of {', '.join(ARCH_PROTOCOLS)}, got {protocol!r}")
     runner = runner if runner is not None else LocalRunner()
-    torch.manual_seed(seed)
-    model = build(arch, num_classes=num_classes)
     with tempfile.TemporaryDirectory(prefix="hwnas-arch-") as tmp:
-        export = export_tflite if runner.runtime == "tflite" else export_onnx
-        path = export(
-            arch,
-            Path(tmp) / f"net{'.tflite' if runner.runtime == 'tflite' else '.onnx'}",
-            resolution=resolution,
-            num_classes=num_classes,
-            model=model,
-        )
+        path = export_arch(arch, Path(tmp), resolution, num_classes, seed, runner.runtime)
         if protocol == STANDARD and isinstance(runner, LocalRunner):
             cpus = runner.worker_cpus(1, threads)[0]
             return measure_standard(path, runs=runs, warmup=warmup, threads=threads, cpus=cpus,

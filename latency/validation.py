@@ -24,16 +24,19 @@ import pandas as pd
 from hwnas.common.errors import HwnasError
 
 from .measured_target import MeasuredTarget
-from .measurement import FLUSHED, STANDARD
+from .measurement import FLUSHED, STANDARD, reuse_exports
 from .table import now_iso
 from .target import Target
 
 BAND = 0.10  # the +-10% band of nn-Meter's headline metric (Zhang et al., MobiSys 2021)
 # Each network is measured in this many rounds, interleaved with the other networks, and the
-# least disturbed round (lowest median) counts: on the shared 2-core development machine the
-# medians of one network's repeated warm measurements ranged over 16% (12 networks x 4 rounds,
-# 2026-12-02, load 3.5-4; docs/latency.md), and other processes only ever add time.
-ROUNDS = 3
+# least disturbed round (lowest median) counts. The spread is not the session or the clock:
+# one session run continuously for 3 minutes moved by 7.7% (SD of 20-run medians), two
+# networks moving together, with the memory bandwidth left by other cores and tenants, not
+# with preemption (wall = CPU time), steal or the clock frequency (bench/noise_floor.py,
+# 2026-12-02). So more rounds spread over the whole call: two independent 6-round
+# measurements of one network differ by a median 2.7% (p90 4.9%), 3-round ones 3.2% (p90 7.2%).
+ROUNDS = 6
 
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float], band: float = BAND) -> dict:
@@ -202,18 +205,21 @@ def measure_networks(
 
     Interleaving spreads each network's rounds over the whole call, so a burst
     of load from other processes disturbs one round of many networks rather
-    than every round of one. ``progress`` gets ``1 / rounds`` per measurement.
+    than every round of one. Each network is exported once
+    (:func:`~hwnas.latency.measurement.reuse_exports`); every round builds a
+    fresh session. ``progress`` gets ``1 / rounds`` per measurement.
     """
     if rounds < 1:
         raise HwnasError(f"rounds must be >= 1, got {rounds}")
     if not target.can_measure:
         raise target.not_measured_here()
     seen: list[list[Any]] = [[] for _ in archs]
-    for _ in range(rounds):
-        for i, arch in enumerate(archs):
-            seen[i].append(target.measure(arch, resolution, num_classes, protocol=protocol))
-            if progress:
-                progress(1 / rounds)
+    with reuse_exports():
+        for _ in range(rounds):
+            for i, arch in enumerate(archs):
+                seen[i].append(target.measure(arch, resolution, num_classes, protocol=protocol))
+                if progress:
+                    progress(1 / rounds)
     return [least_disturbed(r) for r in seen]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from fakes import OVERHEAD_MS, FakeRunner, fake_ms, sane
 
@@ -114,3 +116,75 @@ def test_measure_arch_standard_locally_and_through_other_runners() -> None:
     assert s.median == OVERHEAD_MS and len(runner.calls) == 1
     with pytest.raises(ValueError, match="protocol must be one of standard, flushed"):
         measure_arch(ARCH, 32, runner, protocol="cold")
+
+
+# --- reuse_exports: one export per network across a validation's rounds --------
+class PathRecorder(FakeRunner):
+    """The fake runner, also recording the file and its bytes it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[tuple[str, bytes]] = []
+
+    def _measure(self, models, *, runs, warmup, threads):
+        self.files += [(str(p), p.read_bytes()) for p in models.values()]
+        return super()._measure(models, runs=runs, warmup=warmup, threads=threads)
+
+
+def _count_exports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import hwnas.space
+
+    seen: list[str] = []
+    real = hwnas.space.export_onnx
+
+    def counting(arch, path, **kw):
+        seen.append(arch.to_str())
+        return real(arch, path, **kw)
+
+    monkeypatch.setattr(hwnas.space, "export_onnx", counting)
+    return seen
+
+
+def test_reuse_exports_exports_each_network_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    exports = _count_exports(monkeypatch)
+    other = Arch(ARCH.stem, ARCH.stages, HeadSpec("v3", 32, 64, act="hswish"))
+    runner = PathRecorder()
+    kw = dict(runner=runner, runs=2, warmup=0, num_classes=10, protocol="standard")
+    with measurement.reuse_exports():
+        for _ in range(3):
+            measure_arch(ARCH, 32, **kw)
+            measure_arch(other, 32, **kw)
+        with measurement.reuse_exports():  # nested: the outer block's files
+            measure_arch(ARCH, 32, **kw)
+        measure_arch(ARCH, 40, **kw)  # another resolution is another file
+        kept = [p for p, _ in runner.files]
+        assert all(os.path.exists(p) for p in kept)
+    assert exports == [ARCH.to_str(), other.to_str(), ARCH.to_str()]
+    paths = [p for p, _ in runner.files]
+    assert paths[0] == paths[2] == paths[4] == paths[6] != paths[1] == paths[3] == paths[5]
+    assert paths[7] not in paths[:7]
+    assert runner.files[0][1] == runner.files[6][1]  # the same bytes each round
+    assert not any(os.path.exists(p) for p in kept)  # removed with the block
+    measure_arch(ARCH, 32, **kw)
+    measure_arch(ARCH, 32, **kw)
+    assert len(exports) == 5  # outside the block: one export per call, as before
+
+
+def test_measure_networks_exports_once_and_rebuilds_per_round(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from hwnas.latency.measured_target import MeasuredTarget
+    from hwnas.latency.table import LatencyTable
+    from hwnas.latency.validation import measure_networks, validation_archs
+
+    exports = _count_exports(monkeypatch)
+    runner = PathRecorder()
+    table = LatencyTable.create(
+        tmp_path / "dev",
+        {"runner": {"kind": "local"}, "protocol": {"threads": 1, "runs": 2, "warmup": 0}},
+    )
+    t = MeasuredTarget("dev", table, runner)
+    archs = validation_archs("mnasnet", 2, seed=3)
+    got = measure_networks(t, archs, 32, rounds=3)
+    assert len(got) == 2 and len(runner.calls) == 6  # every round asks the runner again
+    assert sorted(exports) == sorted(a.to_str() for a in archs)  # but exports once

@@ -1,7 +1,7 @@
 """Benchmark: where the round-to-round spread of a whole-network measurement comes from.
 
     HWNAS_HOME=DIR flock /tmp/hwnas-core0.lock taskset -c 0 nice -n -15 \\
-        .venv/bin/python bench/noise_floor.py {timeseries,sessions} [--seconds 180] [--n 6] [--tag T]
+        .venv/bin/python bench/noise_floor.py {timeseries,sessions,options} [--seconds 180] [--n 6] [--tag T]
 
 ``timeseries``: the first two networks ``validate --seed 0`` draws, exported once, one
 onnxruntime session each (the protocol's options, one thread), run continuously for
@@ -20,6 +20,11 @@ and, right after, on a session built once before the first round (same count), w
 ``chain`` probe before each. Compares the spread of the rounds (max / min - 1) of the two,
 of the clocks, of statistics (median, minimum, 20% trimmed mean), the warm-up curve of a fresh
 session (every run kept) and per-round medians divided by the chain probe (frequency removed).
+
+``options``: ``--n`` networks, ``--rounds`` interleaved rounds, each round every network under
+each onnxruntime session variant (the protocol's options; no memory arena; no memory pattern;
+basic graph optimisation; intra-op spinning off): the level against the protocol's options
+and the spread of each variant's rounds.
 
 Writes ``bench/results/noise_floor_<mode>[_tag].json``.
 """
@@ -298,9 +303,61 @@ def analyse(per: list[dict], warmup: int) -> dict:
     return stats
 
 
+VARIANTS = {
+    "protocol": {},
+    "no_arena": {"enable_cpu_mem_arena": False},
+    "no_mem_pattern": {"enable_mem_pattern": False},
+    "opt_basic": {"graph_optimization_level": "ORT_ENABLE_BASIC"},
+    "no_spinning": {"config": ("session.intra_op.allow_spinning", "0")},
+}
+
+
+def variant_call(path: Path, change: dict):
+    """``session.run`` of ``path`` on fixed inputs, the protocol's session options but ``change``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for k, v in change.items():
+        if k == "config":
+            opts.add_session_config_entry(*v)
+        elif k == "graph_optimization_level":
+            opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, v)
+        else:
+            setattr(opts, k, v)
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) and d > 0 else 1
+                                          for d in i.shape]).astype(np.float32)
+             for i in sess.get_inputs()}
+    return lambda: sess.run(None, feeds)
+
+
+def options_mode(args, folder: Path, probes: Probes) -> dict:
+    paths = export(validation_archs(args.space, args.n, 0), folder)
+    chosen = {v: VARIANTS[v] for v in (args.variants or VARIANTS)}
+    meds = {v: [[] for _ in paths] for v in chosen}
+    for _ in range(args.rounds):
+        for i, p in enumerate(paths):
+            for v, change in chosen.items():
+                _, t = timed(variant_call(p, change), args.warmup + args.runs)
+                meds[v][i].append(float(np.median(t[args.warmup:])))
+    base = np.array([min(r) for r in meds["protocol"]])
+    out = {}
+    for v, per in meds.items():
+        low = np.array([min(r) for r in per])
+        out[v] = {"level_vs_protocol_p50": float(np.median(low / base)),
+                  "level_vs_protocol_min_max": [float((low / base).min()), float((low / base).max())],
+                  "round_spread_median": float(np.median([spread(r) for r in per]))}
+    return {"stats": out, "per_net_round_medians_ms": meds}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=("timeseries", "sessions"))
+    p.add_argument("mode", choices=("timeseries", "sessions", "options"))
     p.add_argument("--space", default="mobilenetv3")
     p.add_argument("--seconds", type=float, default=180)
     p.add_argument("--block", type=int, default=20)
@@ -309,13 +366,15 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=60)
     p.add_argument("--runtime", choices=("onnxruntime", "tflite"), default="onnxruntime")
+    p.add_argument("--variants", type=lambda t: t.split(","), default=None,
+                   help=f"options mode: some of {','.join(VARIANTS)} (protocol first)")
     p.add_argument("--tag", default="")
     args = p.parse_args()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hwnas-noise-") as tmp:
         probes = Probes(Path(tmp))
-        fn = timeseries if args.mode == "timeseries" else sessions_mode
+        fn = {"timeseries": timeseries, "sessions": sessions_mode, "options": options_mode}[args.mode]
         body = fn(args, Path(tmp), probes)
     doc = {
         "benchmark": f"noise_floor {args.mode}",
@@ -331,7 +390,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"noise_floor_{args.mode}{'_' + args.tag if args.tag else ''}.json"
     atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in doc.items() if k not in ("series", "raw")},
+    print(json.dumps({k: v for k, v in doc.items() if k not in ("series", "raw", "per_net_round_medians_ms")},
                      indent=1))
     return 0
 

@@ -291,10 +291,22 @@ def calibrate(
     ``set_correction``, ``table``). The networks join those of the stored
     correction (a network measured again replaces its earlier row), the fit
     uses them all, and the correction is stored in the table's provenance.
+
+    A fixed network (:data:`~hwnas.latency.validation.REFERENCE_ARCH`) is measured first
+    in every round beside them; its least disturbed time, the machine's speed level that
+    the correction learned, is stored in the provenance under
+    :data:`~hwnas.latency.validation.REFERENCE` (``reference_ms``, arch, date), where
+    ``validate`` finds it.
     """
     from .space_latency import resolve_space
     from .table import now_iso
-    from .validation import ROUNDS, measure_networks
+    from .validation import (
+        REFERENCE,
+        REFERENCE_ARCH,
+        ROUNDS,
+        least_disturbed,
+        measure_with_reference,
+    )
 
     rounds = ROUNDS if rounds is None else rounds
     if not target.can_measure:
@@ -307,7 +319,10 @@ def calibrate(
             (old.nets if old else ())}
     archs = calibration_archs(sp, n, seed)
     target.raw_layer_ms([k for a in archs for k in layer_keys(a, resolution, num_classes)])
-    measured = measure_networks(target, archs, resolution, STANDARD, rounds, progress, num_classes)
+    ref = {"arch": REFERENCE_ARCH, "resolution": resolution, "num_classes": num_classes}
+    measured, ref_rounds = measure_with_reference(target, archs, resolution, ref, STANDARD,
+                                                  rounds, progress, num_classes)
+    best, ref_spread = least_disturbed(ref_rounds)
     for arch, (s, spread) in zip(archs, measured, strict=True):
         row = {"arch": arch.to_str(), "resolution": resolution, "num_classes": num_classes,
                "ms": s.median, "p10": s.p10, "p90": s.p90, "round_spread": spread,
@@ -316,6 +331,10 @@ def calibrate(
     nets = list(rows.values())
     corr = fit_nets(target, nets)
     target.set_correction(corr)
+    target.table = target.table.update(provenance={REFERENCE: {
+        **ref, "reference_ms": best.median, "p10": best.p10, "p90": best.p90,
+        "rounds_ms": [float(r.median) for r in ref_rounds], "round_spread": ref_spread,
+        "rounds": rounds, "protocol": STANDARD, "date": now_iso()}})
     return corr
 
 

@@ -37,6 +37,13 @@ BAND = 0.10  # the +-10% band of nn-Meter's headline metric (Zhang et al., MobiS
 # 2026-12-02). So more rounds spread over the whole call: two independent 6-round
 # measurements of one network differ by a median 2.7% (p90 4.9%), 3-round ones 3.2% (p90 7.2%).
 ROUNDS = 6
+# The machine's speed level (memory bandwidth left by other cores and tenants) moves by 4-9%
+# between sessions, the same for every network (docs/latency.md, "Where the noise comes
+# from"). ``build --calibrate`` measures this fixed network in every round beside its
+# networks and stores its time under REFERENCE in the provenance; ``validate`` measures it
+# again in every round, and reports predictions scaled by (reference now / reference then).
+REFERENCE = "reference"  # the provenance entry
+REFERENCE_ARCH = "mobilenetv3_large"
 
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float], band: float = BAND) -> dict:
@@ -93,6 +100,9 @@ class Validation:
     flushed: dict | None = None  # fidelity() against the flushed protocol, when measured
     rounds: int = 1  # interleaved rounds per network (the least disturbed counts)
     calibration_overlap: int = 0  # networks that the target's correction was fitted on
+    # fidelity() of the predictions scaled by the machine's level (reference now / then),
+    # with the reference's times; None when the target stores no reference (old tables)
+    level: dict | None = None
 
     def summary(self) -> dict:
         out = {
@@ -109,6 +119,8 @@ class Validation:
         }
         if self.flushed is not None:
             out["flushed"] = self.flushed
+        if self.level is not None:
+            out["level_corrected"] = self.level
         return out
 
 
@@ -130,6 +142,12 @@ def validate(
     with ``flushed``, also under the cache-flushed one, in ``rounds``
     interleaved rounds (:func:`measure_networks`). ``progress`` gets the
     fraction of a network done with each measurement.
+
+    When the target stores a reference (:func:`stored_reference`, written by
+    ``build --calibrate``), that network is measured first in every standard
+    round too, and ``level`` (``summary()["level_corrected"]``) scores the
+    predictions times (reference now / reference then) against the same
+    measurements (:func:`level_corrected`); the other fields are unchanged.
     """
     if not target.can_measure:
         raise target.not_measured_here()
@@ -142,9 +160,14 @@ def validate(
         {"arch": a.to_str(), "predicted_ms": p} for a, p in zip(archs, predicted, strict=True)
     ]
     step = None if progress is None else (lambda k: progress(k / len(protocols)))
+    then = stored_reference(target)
+    ref_rounds: list[Any] = []
     for proto in protocols:
         pre = "" if proto == STANDARD else f"{proto}_"
-        measured = measure_networks(target, archs, resolution, proto, rounds, step)
+        ref = then if proto == STANDARD else None
+        measured, got = measure_with_reference(target, archs, resolution, ref, proto, rounds,
+                                               step)
+        ref_rounds = got if proto == STANDARD else ref_rounds
         for row, (s, spread) in zip(rows, measured, strict=True):
             row.update(
                 {
@@ -161,9 +184,48 @@ def validate(
     corr = getattr(target, "correction", None)
     fitted = {(n.get("arch"), n.get("resolution")) for n in (corr.nets if corr else ())}
     overlap = sum((a.to_str(), resolution) in fitted for a in archs)
+    level = None
+    if then is not None:
+        level = level_corrected(frame, then, ref_rounds)
     return Validation(
-        frame, stats["mape"], stats["max_error"], stats["spearman"], stats, other, rounds, overlap
+        frame, stats["mape"], stats["max_error"], stats["spearman"], stats, other, rounds, overlap,
+        level,
     )
+
+
+def stored_reference(target: Target) -> dict | None:
+    """The reference measurement stored in ``target``'s provenance by ``build --calibrate``
+    (arch, resolution, num_classes, reference_ms, date), or None (an older table)."""
+    table = getattr(target, "table", None)
+    ref = getattr(table, "provenance", {}).get(REFERENCE) if table is not None else None
+    if not isinstance(ref, dict):
+        return None
+    ms = ref.get("reference_ms")
+    if not isinstance(ms, (int, float)) or not np.isfinite(ms) or ms <= 0:
+        return None
+    return ref
+
+
+def level_corrected(frame: pd.DataFrame, then: dict, ref_rounds: Sequence[Any]) -> dict:
+    """Add ``level_predicted_ms`` and ``level_error`` to ``frame`` (the predictions times
+    ``level`` = reference now / reference then, now the least disturbed of ``ref_rounds``)
+    and return fidelity() of them with the reference's numbers."""
+    best, spread = least_disturbed(ref_rounds)
+    level = best.median / float(then["reference_ms"])
+    frame["level_predicted_ms"] = frame["predicted_ms"] * level
+    frame["level_error"] = frame["level_predicted_ms"] / frame["measured_ms"] - 1.0
+    return {
+        **fidelity(frame["level_predicted_ms"], frame["measured_ms"]),
+        "scaled": "predictions",
+        "level": level,
+        "reference": then.get("arch"),
+        "reference_resolution": then.get("resolution"),
+        "reference_ms": best.median,
+        "reference_then_ms": float(then["reference_ms"]),
+        "reference_then_date": then.get("date"),
+        "reference_rounds_ms": [float(r.median) for r in ref_rounds],
+        "reference_round_spread": spread,
+    }
 
 
 def validation_archs(space: Any, n: int, seed: int = 0) -> list[Any]:
@@ -209,18 +271,48 @@ def measure_networks(
     (:func:`~hwnas.latency.measurement.reuse_exports`); every round builds a
     fresh session. ``progress`` gets ``1 / rounds`` per measurement.
     """
+    got, _ = measure_with_reference(target, archs, resolution, None, protocol, rounds, progress,
+                                    num_classes)
+    return got
+
+
+def measure_with_reference(
+    target: Target,
+    archs: Sequence[Any],
+    resolution: int = 224,
+    reference: dict | None = None,
+    protocol: str = STANDARD,
+    rounds: int = ROUNDS,
+    progress: Callable[[float], None] | None = None,
+    num_classes: int = 1000,
+) -> tuple[list[tuple[Any, float]], list[Any]]:
+    """:func:`measure_networks`, and with ``reference`` (``arch``: a name of
+    :func:`hwnas.space.references.reference`, ``resolution``, ``num_classes``) that network
+    measured too, first in every round: returns the networks' ``(Stats, spread)`` and the
+    reference's ``Stats`` of each round (empty without one). ``progress`` counts the
+    networks only."""
     if rounds < 1:
         raise HwnasError(f"rounds must be >= 1, got {rounds}")
     if not target.can_measure:
         raise target.not_measured_here()
+    ref_arch = None
+    if reference is not None:
+        from hwnas.space.references import reference as published
+
+        ref_arch = published(str(reference.get("arch", REFERENCE_ARCH)))
+        ref_res = int(reference.get("resolution", resolution))
+        ref_classes = int(reference.get("num_classes", num_classes))
     seen: list[list[Any]] = [[] for _ in archs]
+    ref_seen: list[Any] = []
     with reuse_exports():
         for _ in range(rounds):
+            if ref_arch is not None:
+                ref_seen.append(target.measure(ref_arch, ref_res, ref_classes, protocol=protocol))
             for i, arch in enumerate(archs):
                 seen[i].append(target.measure(arch, resolution, num_classes, protocol=protocol))
                 if progress:
                     progress(1 / rounds)
-    return [least_disturbed(r) for r in seen]
+    return [least_disturbed(r) for r in seen], ref_seen
 
 
 def measure_network(target: Target, arch: Any, resolution: int, protocol: str = STANDARD) -> Any:

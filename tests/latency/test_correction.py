@@ -138,7 +138,7 @@ def test_calibrate_learns_stores_and_every_lookup_uses_it(tmp_path: Path) -> Non
     raw_err = max(abs(t.predict(a, RES) / _truth(layer_keys(a, RES)) - 1) for a in held_out)
     assert raw_err > 0.05  # the raw layer sum misses what the device does
     c = calibrate(t, SPACE, 16, resolution=RES, rounds=1)
-    assert t.measured == 16 and c.fit["n"] == 16 and c.fit["cv_mape"] < 0.01
+    assert t.measured == 16 + 1 and c.fit["n"] == 16 and c.fit["cv_mape"] < 0.01
     # stored with its networks; a fresh load from disk applies it
     loaded = Device("dev", LatencyTable.load(t.table.path))
     assert loaded.correction == c and len(loaded.table.provenance[CORRECTION]["nets"]) == 16
@@ -186,7 +186,27 @@ def test_refit_uses_the_stored_networks_without_measuring(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="no correction to refit"):
         corr_mod.refit(t)
     first = calibrate(t, SPACE, 12, resolution=RES, rounds=1)
-    assert t.measured == 12 and first.fit["floored_layers"] == 0
+    assert t.measured == 12 + 1 and first.fit["floored_layers"] == 0  # + the reference
     again = corr_mod.refit(t)
-    assert t.measured == 12  # nothing measured
+    assert t.measured == 13  # nothing measured
     assert again.nets == first.nets and np.allclose(again.coef, first.coef)
+
+
+def test_calibrate_stores_the_reference_and_validate_finds_it(tmp_path: Path) -> None:
+    """The level at calibration round-trips through the provenance; on a device whose level
+    never moves, validate's level-corrected numbers equal the raw ones (level exactly 1)."""
+    from hwnas.latency.validation import REFERENCE, REFERENCE_ARCH, validate
+    from hwnas.space.references import reference
+
+    t = _device(tmp_path)
+    calibrate(t, SPACE, 8, resolution=RES, rounds=2)
+    assert t.measured == 2 * (8 + 1)  # the reference once per round
+    loaded = Device("dev", LatencyTable.load(t.table.path))
+    ref = loaded.table.provenance[REFERENCE]
+    truth = _truth(layer_keys(reference(REFERENCE_ARCH), RES))
+    assert ref["arch"] == REFERENCE_ARCH and ref["resolution"] == RES and ref["date"]
+    assert ref["reference_ms"] == pytest.approx(truth) and ref["rounds_ms"] == [ref["reference_ms"]] * 2
+    result = validate(loaded, SPACE, n=4, seed=0, resolution=RES, rounds=2)
+    lv = result.summary()["level_corrected"]
+    assert lv["level"] == 1.0 and lv["mape"] == pytest.approx(result.mape)
+    assert loaded.measured == 2 * (4 + 1)

@@ -135,3 +135,102 @@ def test_measure_networks_interleaves_rounds(tmp_path: Path) -> None:
     assert [round(sp, 6) for _, sp in got] == [0.25, round(8 / 7 - 1, 6), round(10 / 9 - 1, 6)]
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         measure_networks(t, archs, RES, rounds=0)
+
+
+# --- the machine's level: a reference network measured in every round ----------
+REF = {"arch": "mobilenetv3_large", "resolution": RES, "num_classes": 1000, "reference_ms": 2.0,
+       "date": "2026-12-02T00:00:00+00:00"}
+
+
+class _Clocked(MeasuredTarget):
+    """A device whose networks and reference take scripted times (a fake clock): the
+    reference ``ref_ms[round]``, network ``i`` ``(i + 1) * level[round]``."""
+
+    def __init__(self, table: LatencyTable, ref_ms: list[float], level: list[float]) -> None:
+        super().__init__("dev", table, FakeRunner())
+        from hwnas.space.references import reference
+
+        self.ref_text = reference("mobilenetv3_large").to_str()
+        self.ref_ms, self.level, self.order = ref_ms, level, []
+        self.nets: dict[str, int] = {}
+
+    def measure(self, arch, resolution=224, num_classes=1000, protocol="flushed"):
+        from hwnas.latency.runners import Stats
+
+        text = arch.to_str()
+        rnd = sum(o == "ref" for o in self.order) - 1  # rounds start with the reference
+        if text == self.ref_text:
+            self.order.append("ref")
+            m = self.ref_ms[rnd + 1]
+        else:
+            self.order.append(text)
+            m = (self.nets.setdefault(text, len(self.nets)) + 1) * self.level[rnd]
+        return Stats(m, m, m, 1)
+
+
+def test_measure_with_reference_measures_it_first_in_every_round(tmp_path: Path) -> None:
+    from hwnas.latency.validation import measure_networks, measure_with_reference
+
+    archs = validation_archs_("mnasnet", 3)
+    t = _Clocked(_target(tmp_path).table, [3.0, 2.5, 2.8], [1.0, 1.0, 1.0])
+    seen: list[float] = []
+    got, ref = measure_with_reference(t, archs, RES, REF, rounds=3, progress=seen.append)
+    names = [a.to_str() for a in archs]
+    assert t.order == (["ref"] + names) * 3
+    assert [r.median for r in ref] == [3.0, 2.5, 2.8] and len(seen) == 9  # networks only
+    assert [s.median for s, _ in got] == [1.0, 2.0, 3.0]
+    t.order.clear()  # without a reference nothing else is measured
+    assert measure_networks(t, archs, RES, rounds=2) == measure_with_reference(
+        t, archs, RES, None, rounds=2)[0]
+    assert "ref" not in t.order
+
+
+@pytest.mark.filterwarnings("ignore:An input array is constant")
+def test_validate_scales_predictions_by_the_reference_exactly(tmp_path: Path) -> None:
+    from hwnas.latency.validation import REFERENCE, fidelity
+
+    table = _target(tmp_path).table.update(provenance={REFERENCE: REF})
+    t = _Clocked(table, [2.6, 2.2], [1.3, 1.1])  # least disturbed reference 2.2: level 1.1
+    result = validate(t, "mnasnet", n=3, seed=1, resolution=RES, rounds=2)
+    rows, lv = result.rows, result.level
+    assert t.order.count("ref") == 2 and t.order[0] == t.order[4] == "ref"
+    assert lv is not None and lv["level"] == pytest.approx(1.1)
+    assert rows.level_predicted_ms.tolist() == pytest.approx((rows.predicted_ms * 1.1).tolist())
+    assert rows.measured_ms.tolist() == pytest.approx([1.1, 2.2, 3.3])
+    # the existing numbers keep their meaning: raw predictions against the measurement
+    raw = fidelity(rows.predicted_ms, rows.measured_ms)
+    assert result.mape == pytest.approx(raw["mape"]) and result.stats == raw
+    scaled = fidelity(rows.predicted_ms * 1.1, rows.measured_ms)
+    assert lv["mape"] == pytest.approx(scaled["mape"]) and lv["bias"] == pytest.approx(
+        scaled["bias"])
+    assert lv["reference_ms"] == 2.2 and lv["reference_then_ms"] == 2.0
+    assert lv["reference_rounds_ms"] == [2.6, 2.2] and lv["scaled"] == "predictions"
+    assert lv["reference_round_spread"] == pytest.approx(2.6 / 2.2 - 1)
+    summary = result.summary()
+    assert summary["level_corrected"] is lv and summary["mape"] == result.mape
+    record_validation(t, result, space="mnasnet", seed=1)
+    saved = LatencyTable.load(t.table.path).provenance["validation"]
+    assert saved["level_corrected"]["level"] == pytest.approx(1.1)
+    csv, _ = write_validation(result, tmp_path / "out", "dev")
+    assert "level_predicted_ms" in csv.read_text().splitlines()[0]
+
+
+@pytest.mark.filterwarnings("ignore:An input array is constant")
+def test_a_table_without_a_reference_validates_without_level_numbers(tmp_path: Path) -> None:
+    from hwnas.latency.validation import REFERENCE, stored_reference
+
+    t = _Clocked(_target(tmp_path).table, [9.0, 9.0], [1.0, 1.0])
+    assert stored_reference(t) is None
+    result = validate(t, "mnasnet", n=3, seed=1, resolution=RES, rounds=2)
+    assert "ref" not in t.order and result.level is None
+    assert "level_corrected" not in result.summary()
+    assert not {"level_predicted_ms", "level_error"} & set(result.rows)
+    for bad in ({"arch": "mobilenetv3_large"}, {"reference_ms": 0.0}, {"reference_ms": "x"}):
+        t.table = t.table.update(provenance={REFERENCE: bad})
+        assert stored_reference(t) is None
+
+
+def validation_archs_(space: str, n: int) -> list:
+    from hwnas.latency.validation import validation_archs
+
+    return validation_archs(space, n, seed=2)

@@ -11,7 +11,10 @@ sum, and measures each end to end the standard way (warm, repeated
 ``session.run``, one thread) in ``--rounds`` interleaved rounds (default
 :data:`hwnas.latency.validation.ROUNDS`, as ``validate``), the least
 disturbed round counting (:func:`hwnas.latency.validation.measure_networks`),
-and with ``--flushed`` also under the cache-flushed layer protocol. With
+and with ``--flushed`` also under the cache-flushed layer protocol. When the
+table stores a reference (``build --calibrate``), each block also measures it in
+every round, and ``corrected_level`` / ``raw_level`` score the predictions
+scaled by that block's level (reference now / at calibration). With
 ``--lock``, each block of ``--block`` networks is measured holding that file
 lock (``flock``'s), so other timing jobs on the core interleave with this one.
 
@@ -49,7 +52,14 @@ from hwnas.latency.correction import refit
 from hwnas.latency.measured_target import MeasuredTarget
 from hwnas.latency.measurement import FLUSHED, STANDARD
 from hwnas.latency.runners.protocol import cpu_model, device_info
-from hwnas.latency.validation import ROUNDS, fidelity, measure_networks, validation_archs
+from hwnas.latency.validation import (
+    ROUNDS,
+    fidelity,
+    least_disturbed,
+    measure_with_reference,
+    stored_reference,
+    validation_archs,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"within": 0.95, "mape": 0.04, "spearman": 0.98}
@@ -107,16 +117,24 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.from_csv}: not the networks of --space/--n/--seed")
         keep = [c for c in old if c.startswith(("measured_", "flushed_"))]
         rows[keep] = old[keep]
+    then = stored_reference(target) if args.from_csv is None else None
+    ref_seen: list[list[float]] = []
     for lo in range(0, args.n if args.from_csv is None else 0, args.block):
         block = archs[lo : lo + args.block]
         with held(args.lock):
             t0 = time.perf_counter()
             for proto in protocols:
                 pre = "measured_" if proto == STANDARD else f"{proto}_"
-                got = measure_networks(target, block, args.resolution, proto, args.rounds)
+                ref = then if proto == STANDARD else None
+                got, ref_rounds = measure_with_reference(target, block, args.resolution, ref,
+                                                         proto, args.rounds)
                 for i, (s, spread) in enumerate(got, lo):
                     rows.loc[i, [f"{pre}ms", f"{pre}p10_ms", f"{pre}p90_ms", f"{pre}spread"]] = (
                         s.median, s.p10, s.p90, spread)
+                if ref_rounds:  # this block's level: its least disturbed reference / then
+                    rows.loc[lo : lo + len(block) - 1, "level"] = (
+                        least_disturbed(ref_rounds)[0].median / then["reference_ms"])
+                    ref_seen.append([float(r.median) for r in ref_rounds])
             held_s += time.perf_counter() - t0
         print(f"  {lo + len(block)}/{args.n} networks, {time.perf_counter() - start:.0f} s "
               f"(load {os.getloadavg()[0]:.1f})", flush=True)
@@ -128,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         "corrected": fidelity(rows["predicted_ms"], rows["measured_ms"]),
         "raw": fidelity(rows["raw_ms"], rows["measured_ms"]),
     }
+    if then is not None:  # predictions scaled by the machine's level (reference now / then)
+        stats["corrected_level"] = fidelity(rows["predicted_ms"] * rows["level"],
+                                            rows["measured_ms"])
+        stats["raw_level"] = fidelity(rows["raw_ms"] * rows["level"], rows["measured_ms"])
     if args.flushed:
         stats["corrected_vs_flushed"] = fidelity(rows["predicted_ms"], rows["flushed_ms"])
         stats["raw_vs_flushed"] = fidelity(rows["raw_ms"], rows["flushed_ms"])
@@ -155,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "calibration_overlap": int(sum(a in fitted for a in rows["arch"])),
         "stats": stats,
+        "reference": None if then is None else {
+            "then": then, "rounds_ms_by_block": ref_seen,
+            "level_by_block": rows["level"].iloc[:: args.block].tolist()},
         # how far one network's round medians lie apart (max / min - 1): the measurement's own noise
         "round_spread": {"median": float(spread.median()), "p90": float(spread.quantile(0.9)),
                          "share_over_10pct": float(np.mean(spread > 0.10))},

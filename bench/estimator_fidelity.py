@@ -182,6 +182,8 @@ def _plot(rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hwnas.common.atomic import atomic_save_figure
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         if r["median_seconds"] <= 0:
@@ -198,7 +200,7 @@ def _plot(rows: list[dict]) -> None:
     ax.set_ylabel("Kendall tau vs standalone accuracy (mean ± sd over seeds)")
     ax.set_title("Accuracy estimators on 30 mobilenetv3 nets: fidelity against cost")
     fig.tight_layout()
-    fig.savefig(OUT.with_suffix(".png"), dpi=120)
+    atomic_save_figure(fig, OUT.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ Latency is predicted from the target before any training, so a candidate is
 never trained just to learn it is too slow:
 
 * hard reward: a candidate predicted more than ``skip_factor`` x over budget
-  is recorded with its latency and skipped (reward 0, the hard reward's floor);
+  is recorded with its latency and skipped, untrained. Its reward is
+  ``SKIP_REWARD x budget / latency``: below any trained candidate's (the hard
+  reward of a trained net within ``skip_factor`` is at least 0.8 x its accuracy),
+  and larger the closer it is to the budget, so a sampler is steered towards the
+  budget even when every candidate so far was skipped (with a flat 0, TPE had
+  nothing to go on for budgets below nearly all of the space);
 * ``--prefilter synflow|naswot``: a zero-cost score at initialisation is
   computed and stored on the trial (user attr ``zero_cost``); once
   :data:`PREFILTER_WARMUP` scores are in the study, a candidate scoring below
@@ -182,11 +187,15 @@ def _score(trial: Any, comp: Components, acc: float, lat: float) -> tuple[float,
     return value
 
 
+# Scale of a skipped candidate's reward (module docstring): far below any trained net's.
+SKIP_REWARD = 0.01
+
+
 def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
                   report: Any = None) -> tuple[float, ...] | float:
     """Estimate ``arch``'s accuracy and return the objective value(s).
 
-    Candidates the hard reward skips are scored 0 untrained; one trained
+    Candidates the hard reward skips are scored ``SKIP_REWARD x budget / latency`` untrained; one trained
     before in this study gets its accuracy copied; the rest pass the
     prefilter and are estimated by the run's estimator (``--estimator``: trained, or
     scored on the supernet).
@@ -198,8 +207,9 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
     c = comp.config
     if comp.reward.name == "hard" and lat > c.skip_factor * c.latency_ms:
         trial.set_user_attr("skipped", f"predicted {lat:.2f} ms > {c.skip_factor:g} x budget")
-        trial.set_user_attr("reward", 0.0)
-        return 0.0
+        reward = SKIP_REWARD * c.latency_ms / lat
+        trial.set_user_attr("reward", reward)
+        return reward
     before = _trained_before(trial, arch.to_str())
     if before is not None:
         acc = float(before.user_attrs["accuracy"])

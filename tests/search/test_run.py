@@ -268,14 +268,21 @@ def test_pareto_keeps_the_front_and_best_is_within_budget(tmp_path: Path, monkey
 def test_hard_reward_skips_far_over_budget_nets(tmp_path: Path, monkeypatch) -> None:
     train = fake_train()
     monkeypatch.setattr("hwnas.search.estimators.train", train)
-    run_dir = run_search(tiny_config(tmp_path / "run", trials=4, reward="hard", latency="20ms",
+    run_dir = run_search(tiny_config(tmp_path / "run", trials=8, reward="hard", latency="45ms",
                                      sampler="random"))
     df = load_run(run_dir).trials
-    over = df["latency_ms"] > 1.25 * 20.0
-    assert over.any(), "expected some random nets over 25 ms"
+    over = df["latency_ms"] > 1.25 * 45.0
+    assert over.any(), "expected some random nets over 56 ms"
     assert df.loc[over, "skipped"].str.contains("x budget").all()
-    assert (df.loc[over, "reward"] == 0).all() and df.loc[over, "accuracy"].isna().all()
+    assert df.loc[over, "accuracy"].isna().all()
     assert len(train.calls) == int((~over).sum())
+    # skipped: a small reward that grows towards the budget, below every trained net's
+    skipped = df.loc[over].sort_values("latency_ms")
+    assert skipped["reward"].is_monotonic_decreasing and (skipped["reward"] > 0).all()
+    assert skipped["reward"].to_numpy() == pytest.approx(0.01 * 45.0 / skipped["latency_ms"].to_numpy())
+    trained = df.loc[~over & df["accuracy"].notna(), "reward"]
+    assert len(trained), "expected some random nets within 56 ms"
+    assert trained.min() > skipped["reward"].max()
 
 
 def _in_memory(tmp_path: Path, **kw) -> tuple[Components, optuna.Study]:

@@ -10,7 +10,12 @@ never trained just to learn it is too slow:
   reward of a trained net within ``skip_factor`` is at least 0.8 x its accuracy),
   and larger the closer it is to the budget, so a sampler is steered towards the
   budget even when every candidate so far was skipped (with a flat 0, TPE had
-  nothing to go on for budgets below nearly all of the space);
+  nothing to go on for budgets below nearly all of the space). Every trial of a
+  hard-budget search also carries the Optuna constraint ``latency`` =
+  ``latency / budget - 1`` (feasible when <= 0; ``Trial.set_constraint``): TPE
+  then draws from the feasible trials' model and ranks infeasible ones by how
+  far over they are (constrained TPE), NSGA-II prefers feasible solutions;
+  ``random`` and ``rl`` ignore it;
 * ``--prefilter synflow|naswot``: a zero-cost score at initialisation is
   computed and stored on the trial (user attr ``zero_cost``); once
   :data:`PREFILTER_WARMUP` scores are in the study, a candidate scoring below
@@ -121,7 +126,14 @@ def describe_arch(trial: Any, comp: Components, arch: Arch) -> float:
     trial.set_user_attr("madds", arch.madds(resolution=c.resolution,
                                             num_classes=DEPLOY_NUM_CLASSES))
     trial.set_user_attr("latency_ms", lat)
+    if _hard_budget(comp):
+        trial.set_constraint(LATENCY_CONSTRAINT, lat / c.latency_ms - 1.0)
     return lat
+
+
+def _hard_budget(comp: Components) -> bool:
+    """The reward makes the budget a hard constraint (MnasNet's ``hard``)."""
+    return comp.reward.name == "hard"
 
 
 def _other_trials(trial: Any) -> list[optuna.trial.FrozenTrial]:
@@ -189,6 +201,8 @@ def _score(trial: Any, comp: Components, acc: float, lat: float) -> tuple[float,
 
 # Scale of a skipped candidate's reward (module docstring): far below any trained net's.
 SKIP_REWARD = 0.01
+# Optuna constraint set on every trial of a hard-budget search (module docstring).
+LATENCY_CONSTRAINT = "latency"
 
 
 def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
@@ -205,7 +219,7 @@ def evaluate_arch(trial: Any, comp: Components, arch: Arch, lat: float,
             pruned it.
     """
     c = comp.config
-    if comp.reward.name == "hard" and lat > c.skip_factor * c.latency_ms:
+    if _hard_budget(comp) and lat > c.skip_factor * c.latency_ms:
         trial.set_user_attr("skipped", f"predicted {lat:.2f} ms > {c.skip_factor:g} x budget")
         reward = SKIP_REWARD * c.latency_ms / lat
         trial.set_user_attr("reward", reward)

@@ -52,7 +52,7 @@ PRUNED_KEY = "pruned"  # as ray_searcher.PRUNED_KEY
 
 
 class _StorageTrial:
-    """The slice of ``optuna.Trial`` a worker needs: its number, user attrs and
+    """The slice of ``optuna.Trial`` a worker needs: its number, user attrs, constraints and
     per-epoch values written straight to the study's storage, the run's pruner
     asked as ``Trial.should_prune`` would, and the study (read-only use)."""
 
@@ -67,6 +67,10 @@ class _StorageTrial:
 
     def set_user_attr(self, key: str, value: object) -> None:
         self._storage.set_trial_user_attr(self._tid, key, value)
+
+    def set_constraint(self, key: str, value: float) -> None:
+        # as optuna.Trial.set_constraint stores it (samplers read ``FrozenTrial.constraints``)
+        self._storage.set_trial_system_attr(self._tid, f"constraints:{key}", float(value))
 
     def report(self, value: float, step: int) -> None:
         self._storage.set_trial_intermediate_value(self._tid, step, value)

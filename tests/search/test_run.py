@@ -285,6 +285,19 @@ def test_hard_reward_skips_far_over_budget_nets(tmp_path: Path, monkeypatch) -> 
     assert trained.min() > skipped["reward"].max()
 
 
+def test_hard_reward_gives_tpe_the_budget_as_a_constraint(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("hwnas.search.estimators.train", fake_train())
+    run_dir = run_search(tiny_config(tmp_path / "run", trials=3, reward="hard", latency="45ms",
+                                     sampler="tpe"))
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'study.db'}")
+    for t in study.trials:  # what TPE/NSGA-II read: feasible when <= 0
+        assert t.constraints == pytest.approx({"latency": t.user_attrs["latency_ms"] / 45.0 - 1})
+    soft = run_search(tiny_config(tmp_path / "soft", trials=2, reward="soft", latency="45ms",
+                                  sampler="tpe"))
+    study = optuna.load_study(study_name="soft", storage=f"sqlite:///{soft / 'study.db'}")
+    assert all(t.constraints == {} for t in study.trials)
+
+
 def _in_memory(tmp_path: Path, **kw) -> tuple[Components, optuna.Study]:
     comp = Components.build(tiny_config(tmp_path / "run", **kw), tmp_path / "run",
                             with_data=False)

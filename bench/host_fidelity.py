@@ -12,9 +12,13 @@ sum, and measures each end to end the standard way (warm, repeated
 :data:`hwnas.latency.validation.ROUNDS`, as ``validate``), the least
 disturbed round counting (:func:`hwnas.latency.validation.measure_networks`),
 and with ``--flushed`` also under the cache-flushed layer protocol. When the
-table stores a reference (``build --calibrate``), each block also measures it in
-every round, and ``corrected_level`` / ``raw_level`` score the predictions
-scaled by that block's level (reference now / at calibration). With
+table stores an anchor panel (``build --calibrate``), each block also measures
+its networks first in every round (anchors that are benchmark networks are left
+out), and ``corrected_level`` / ``raw_level`` score the predictions scaled by
+that block's level (:func:`hwnas.latency.validation.panel_level`: the median over
+anchors of their median round now / at calibration), so each network is scaled
+by the level measured beside it in time; ``corrected_level_run`` /
+``raw_level_run`` by one level from all blocks' rounds together. With
 ``--lock``, each block of ``--block`` networks is measured holding that file
 lock (``flock``'s), so other timing jobs on the core interleave with this one.
 
@@ -54,10 +58,12 @@ from hwnas.latency.measurement import FLUSHED, STANDARD
 from hwnas.latency.runners.protocol import cpu_model, device_info
 from hwnas.latency.validation import (
     ROUNDS,
+    anchor_shape,
+    apart,
     fidelity,
-    least_disturbed,
-    measure_with_reference,
-    stored_reference,
+    measure_with_anchors,
+    panel_level,
+    stored_anchors,
     validation_archs,
 )
 
@@ -117,24 +123,31 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.from_csv}: not the networks of --space/--n/--seed")
         keep = [c for c in old if c.startswith(("measured_", "flushed_"))]
         rows[keep] = old[keep]
-    then = stored_reference(target) if args.from_csv is None else None
-    ref_seen: list[list[float]] = []
+    then = stored_anchors(target) if args.from_csv is None else None
+    panel = apart(then, archs) if then else []
+    then_ms = [a["then_ms"] for a in panel]
+    blocks: list[dict] = []  # each block's level, anchor ratios and anchor round medians
     for lo in range(0, args.n if args.from_csv is None else 0, args.block):
         block = archs[lo : lo + args.block]
         with held(args.lock):
             t0 = time.perf_counter()
             for proto in protocols:
                 pre = "measured_" if proto == STANDARD else f"{proto}_"
-                ref = then if proto == STANDARD else None
-                got, ref_rounds = measure_with_reference(target, block, args.resolution, ref,
-                                                         proto, args.rounds)
+                ref = panel if proto == STANDARD else None
+                got, anchor_rounds = measure_with_anchors(target, block, args.resolution, ref,
+                                                          proto, args.rounds,
+                                                          anchor_shape=anchor_shape(then))
                 for i, (s, spread) in enumerate(got, lo):
                     rows.loc[i, [f"{pre}ms", f"{pre}p10_ms", f"{pre}p90_ms", f"{pre}spread"]] = (
                         s.median, s.p10, s.p90, spread)
-                if ref_rounds:  # this block's level: its least disturbed reference / then
-                    rows.loc[lo : lo + len(block) - 1, "level"] = (
-                        least_disturbed(ref_rounds)[0].median / then["reference_ms"])
-                    ref_seen.append([float(r.median) for r in ref_rounds])
+                if panel and proto == STANDARD:  # this block's level, measured beside it
+                    ms = [[float(r.median) for r in a] for a in anchor_rounds]
+                    level, ratios = panel_level(then_ms, ms)
+                    rows.loc[lo : lo + len(block) - 1, "level"] = level
+                    blocks.append({"first": lo, "level": level, "anchor_levels": ratios,
+                                   "anchor_rounds_ms": ms, "load": os.getloadavg()[0],
+                                   "at": dt.datetime.now(dt.timezone.utc).isoformat(
+                                       timespec="seconds")})
             held_s += time.perf_counter() - t0
         print(f"  {lo + len(block)}/{args.n} networks, {time.perf_counter() - start:.0f} s "
               f"(load {os.getloadavg()[0]:.1f})", flush=True)
@@ -146,10 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         "corrected": fidelity(rows["predicted_ms"], rows["measured_ms"]),
         "raw": fidelity(rows["raw_ms"], rows["measured_ms"]),
     }
-    if then is not None:  # predictions scaled by the machine's level (reference now / then)
-        stats["corrected_level"] = fidelity(rows["predicted_ms"] * rows["level"],
-                                            rows["measured_ms"])
-        stats["raw_level"] = fidelity(rows["raw_ms"] * rows["level"], rows["measured_ms"])
+    run_level = None
+    if blocks:  # predictions scaled by the machine's level: each block's, and the whole run's
+        run_level = panel_level(then_ms, [sum((b["anchor_rounds_ms"][a] for b in blocks), [])
+                                          for a in range(len(panel))])[0]
+        for name, col in (("corrected", "predicted_ms"), ("raw", "raw_ms")):
+            stats[f"{name}_level"] = fidelity(rows[col] * rows["level"], rows["measured_ms"])
+            stats[f"{name}_level_run"] = fidelity(rows[col] * run_level, rows["measured_ms"])
     if args.flushed:
         stats["corrected_vs_flushed"] = fidelity(rows["predicted_ms"], rows["flushed_ms"])
         stats["raw_vs_flushed"] = fidelity(rows["raw_ms"], rows["flushed_ms"])
@@ -177,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "calibration_overlap": int(sum(a in fitted for a in rows["arch"])),
         "stats": stats,
-        "reference": None if then is None else {
-            "then": then, "rounds_ms_by_block": ref_seen,
-            "level_by_block": rows["level"].iloc[:: args.block].tolist()},
+        "anchors": None if then is None else {
+            "then": {**then, "nets": panel}, "left_out": len(then["nets"]) - len(panel),
+            "run_level": run_level, "blocks": blocks},
         # how far one network's round medians lie apart (max / min - 1): the measurement's own noise
         "round_spread": {"median": float(spread.median()), "p90": float(spread.quantile(0.9)),
                          "share_over_10pct": float(np.mean(spread > 0.10))},

@@ -213,10 +213,11 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> None:
         lines.append(f"  vs cache-flushed measurement: {_fmt_fidelity(result.flushed)}")
     lv = result.level
     if lv is not None:
+        ratios = lv["anchor_levels"].values()
         lines.append(
-            f"  level-corrected (predictions x {lv['level']:.3f}: {lv['reference']} "
-            f"{lv['reference_ms']:.3f} ms now / {lv['reference_then_ms']:.3f} ms at "
-            f"calibration): {_fmt_fidelity(lv)}"
+            f"  level-corrected (predictions x {lv['level']:.3f}: median of {lv['anchors']} "
+            f"anchor networks now / at calibration, each {min(ratios):.3f}-{max(ratios):.3f}): "
+            f"{_fmt_fidelity(lv)}"
         )
     console.print("\n".join([*lines, f"  {csv}", f"  {png}"]), highlight=False)
 

@@ -29,7 +29,9 @@ cross-validated error go with it. :func:`calibrate` measures the networks
 (:func:`calibration_archs`: a seed stream apart from ``validate``'s, so a
 validation never draws them) and stores the correction, with the networks it
 was fitted on, in the table's provenance under ``correction``, where
-:class:`~hwnas.latency.measured_target.MeasuredTarget` reads it back.
+:class:`~hwnas.latency.measured_target.MeasuredTarget` reads it back, and the
+machine's level it learned: each anchor's time (:func:`anchor_panel`) under
+``anchors``, where ``validate`` finds it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,20 @@ SCALE_BOUNDS = (0.25, 4.0)  # a kind's scale stays positive and within 4x of the
 MIN_NETS = 8  # fewer networks than this cannot pin the terms down
 MELEM = 1e-6  # edge terms in millions of elements (fp32 values)
 BAND = 0.10  # the band of the reported "within" share (nn-Meter's +-10%)
+# The machine's speed level (memory bandwidth left by other cores and tenants) drifts by 4% in
+# 20 minutes and 4-9% between sessions, the same for every network (docs/latency.md, "Where
+# the noise comes from"); one network's rounds lie 16-28% apart, more than the drift, so one
+# reference network was a worse gauge than none (bench results `refscale`, 2026-12-02). A panel
+# of fixed networks spanning the latency range (about 3-20 ms at 224 px) is measured in every
+# round beside the networks; the level is the median over anchors of (now / at calibration).
+ANCHORS = "anchors"  # the provenance entry
+ANCHORS_FORMAT = 1
+# (published network, width): MobileNetV2 1.4, a published width, reaches the slow end
+ANCHOR_REFERENCES = (("mobilenetv3_small", 1.0), ("mobilenetv3_large", 1.0), ("mnasnet_a1", 1.0),
+                     ("mobilenetv2", 1.4))
+ANCHOR_SPACES = ("mobilenetv3", "mnasnet")  # each gives ANCHOR_SAMPLES seeded samples
+ANCHOR_SAMPLES = 2
+ANCHOR_STREAM = 17  # seed-sequence word of the anchors' samples (CALIBRATION_STREAM is 13)
 
 # per-layer terms: the table's ms by op kind (one scale each), then edge traffic. The stem is a
 # plain conv and takes conv's scale: a space has one stem, so a term of its own would only be a
@@ -292,21 +308,14 @@ def calibrate(
     correction (a network measured again replaces its earlier row), the fit
     uses them all, and the correction is stored in the table's provenance.
 
-    A fixed network (:data:`~hwnas.latency.validation.REFERENCE_ARCH`) is measured first
-    in every round beside them; its least disturbed time, the machine's speed level that
-    the correction learned, is stored in the provenance under
-    :data:`~hwnas.latency.validation.REFERENCE` (``reference_ms``, arch, date), where
-    ``validate`` finds it.
+    The anchor panel (:func:`anchor_panel`) is measured first in every round beside them;
+    each anchor's median over its rounds, the machine's speed level that the correction
+    learned, is stored in the provenance under :data:`ANCHORS`, where ``validate`` and
+    ``bench/host_fidelity.py`` find it (:func:`~hwnas.latency.validation.stored_anchors`).
     """
     from .space_latency import resolve_space
     from .table import now_iso
-    from .validation import (
-        REFERENCE,
-        REFERENCE_ARCH,
-        ROUNDS,
-        least_disturbed,
-        measure_with_reference,
-    )
+    from .validation import ROUNDS, measure_with_anchors
 
     rounds = ROUNDS if rounds is None else rounds
     if not target.can_measure:
@@ -319,10 +328,9 @@ def calibrate(
             (old.nets if old else ())}
     archs = calibration_archs(sp, n, seed)
     target.raw_layer_ms([k for a in archs for k in layer_keys(a, resolution, num_classes)])
-    ref = {"arch": REFERENCE_ARCH, "resolution": resolution, "num_classes": num_classes}
-    measured, ref_rounds = measure_with_reference(target, archs, resolution, ref, STANDARD,
-                                                  rounds, progress, num_classes)
-    best, ref_spread = least_disturbed(ref_rounds)
+    panel = [{"name": name, "arch": a.to_str()} for name, a in anchor_panel()]
+    measured, anchor_rounds = measure_with_anchors(target, archs, resolution, panel, STANDARD,
+                                                   rounds, progress, num_classes)
     for arch, (s, spread) in zip(archs, measured, strict=True):
         row = {"arch": arch.to_str(), "resolution": resolution, "num_classes": num_classes,
                "ms": s.median, "p10": s.p10, "p90": s.p90, "round_spread": spread,
@@ -331,11 +339,32 @@ def calibrate(
     nets = list(rows.values())
     corr = fit_nets(target, nets)
     target.set_correction(corr)
-    target.table = target.table.update(provenance={REFERENCE: {
-        **ref, "reference_ms": best.median, "p10": best.p10, "p90": best.p90,
-        "rounds_ms": [float(r.median) for r in ref_rounds], "round_spread": ref_spread,
-        "rounds": rounds, "protocol": STANDARD, "date": now_iso()}})
+    for anchor, got in zip(panel, anchor_rounds, strict=True):
+        anchor["rounds_ms"] = [float(r.median) for r in got]
+        anchor["then_ms"] = float(np.median(anchor["rounds_ms"]))
+    target.table = target.table.update(provenance={ANCHORS: {
+        "format": ANCHORS_FORMAT, "resolution": resolution, "num_classes": num_classes,
+        "rounds": rounds, "protocol": STANDARD, "statistic": "median over rounds",
+        "date": now_iso(), "nets": panel}})
     return corr
+
+
+def anchor_panel() -> list[tuple[str, Any]]:
+    """The fixed networks whose times gauge the machine's level, as ``(name, Arch)``: the
+    :data:`ANCHOR_REFERENCES` and :data:`ANCHOR_SAMPLES` networks of each of
+    :data:`ANCHOR_SPACES` drawn from ``default_rng([ANCHOR_STREAM, 0])``, a stream that
+    neither ``validate`` (``default_rng(seed)``) nor a calibration draws from."""
+    from hwnas.space.references import reference
+
+    from .space_latency import resolve_space
+
+    panel = [(name if w == 1 else f"{name}@{w}", reference(name, w)) for name, w in
+             ANCHOR_REFERENCES]
+    for space in ANCHOR_SPACES:
+        rng = np.random.default_rng([ANCHOR_STREAM, 0])
+        sp = resolve_space(space)
+        panel += [(f"{space}#{i}", sp.sample_random(rng)) for i in range(ANCHOR_SAMPLES)]
+    return panel
 
 
 def fit_nets(target: Any, nets: Sequence[dict]) -> Correction:

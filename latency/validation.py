@@ -23,6 +23,7 @@ import pandas as pd
 
 from hwnas.common.errors import HwnasError
 
+from .correction import ANCHORS
 from .measured_target import MeasuredTarget
 from .measurement import FLUSHED, STANDARD, reuse_exports
 from .table import now_iso
@@ -37,14 +38,6 @@ BAND = 0.10  # the +-10% band of nn-Meter's headline metric (Zhang et al., MobiS
 # 2026-12-02). So more rounds spread over the whole call: two independent 6-round
 # measurements of one network differ by a median 2.7% (p90 4.9%), 3-round ones 3.2% (p90 7.2%).
 ROUNDS = 6
-# The machine's speed level (memory bandwidth left by other cores and tenants) moves by 4-9%
-# between sessions, the same for every network (docs/latency.md, "Where the noise comes
-# from"). ``build --calibrate`` measures this fixed network in every round beside its
-# networks and stores its time under REFERENCE in the provenance; ``validate`` measures it
-# again in every round, and reports predictions scaled by (reference now / reference then).
-REFERENCE = "reference"  # the provenance entry
-REFERENCE_ARCH = "mobilenetv3_large"
-
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float], band: float = BAND) -> dict:
     """How well ``predicted`` matches ``measured`` (same order, milliseconds).
@@ -100,8 +93,8 @@ class Validation:
     flushed: dict | None = None  # fidelity() against the flushed protocol, when measured
     rounds: int = 1  # interleaved rounds per network (the least disturbed counts)
     calibration_overlap: int = 0  # networks that the target's correction was fitted on
-    # fidelity() of the predictions scaled by the machine's level (reference now / then),
-    # with the reference's times; None when the target stores no reference (old tables)
+    # fidelity() of the predictions scaled by the machine's level (anchor panel now / then),
+    # with the anchors' times; None when the target stores no anchors (older tables)
     level: dict | None = None
 
     def summary(self) -> dict:
@@ -143,11 +136,11 @@ def validate(
     interleaved rounds (:func:`measure_networks`). ``progress`` gets the
     fraction of a network done with each measurement.
 
-    When the target stores a reference (:func:`stored_reference`, written by
-    ``build --calibrate``), that network is measured first in every standard
-    round too, and ``level`` (``summary()["level_corrected"]``) scores the
-    predictions times (reference now / reference then) against the same
-    measurements (:func:`level_corrected`); the other fields are unchanged.
+    When the target stores an anchor panel (:func:`stored_anchors`, written by
+    ``build --calibrate``), its networks are measured first in every standard round too
+    (any that is one of the validated networks is left out), and ``level``
+    (``summary()["level_corrected"]``) scores the predictions times the machine's level
+    (:func:`panel_level`) against the same measurements; the other fields are unchanged.
     """
     if not target.can_measure:
         raise target.not_measured_here()
@@ -160,14 +153,15 @@ def validate(
         {"arch": a.to_str(), "predicted_ms": p} for a, p in zip(archs, predicted, strict=True)
     ]
     step = None if progress is None else (lambda k: progress(k / len(protocols)))
-    then = stored_reference(target)
-    ref_rounds: list[Any] = []
+    then = stored_anchors(target)
+    panel = apart(then, archs) if then else None
+    anchor_rounds: list[list[Any]] = []
     for proto in protocols:
         pre = "" if proto == STANDARD else f"{proto}_"
-        ref = then if proto == STANDARD else None
-        measured, got = measure_with_reference(target, archs, resolution, ref, proto, rounds,
-                                               step)
-        ref_rounds = got if proto == STANDARD else ref_rounds
+        measured, got = measure_with_anchors(target, archs, resolution,
+                                             panel if proto == STANDARD else None, proto,
+                                             rounds, step, anchor_shape=anchor_shape(then))
+        anchor_rounds = got if proto == STANDARD else anchor_rounds
         for row, (s, spread) in zip(rows, measured, strict=True):
             row.update(
                 {
@@ -185,46 +179,81 @@ def validate(
     fitted = {(n.get("arch"), n.get("resolution")) for n in (corr.nets if corr else ())}
     overlap = sum((a.to_str(), resolution) in fitted for a in archs)
     level = None
-    if then is not None:
-        level = level_corrected(frame, then, ref_rounds)
+    if then is not None and panel:
+        level = level_corrected(frame, {**then, "nets": panel}, anchor_rounds)
     return Validation(
         frame, stats["mape"], stats["max_error"], stats["spearman"], stats, other, rounds, overlap,
         level,
     )
 
 
-def stored_reference(target: Target) -> dict | None:
-    """The reference measurement stored in ``target``'s provenance by ``build --calibrate``
-    (arch, resolution, num_classes, reference_ms, date), or None (an older table)."""
+def stored_anchors(target: Target) -> dict | None:
+    """The anchor panel stored in ``target``'s provenance by ``build --calibrate`` (``nets``:
+    name, arch, then_ms; resolution, num_classes, date), or None: a table calibrated before
+    anchors (its one-network ``reference`` is not read: a worse gauge than none) or never."""
     table = getattr(target, "table", None)
-    ref = getattr(table, "provenance", {}).get(REFERENCE) if table is not None else None
-    if not isinstance(ref, dict):
+    got = getattr(table, "provenance", {}).get(ANCHORS) if table is not None else None
+    nets = got.get("nets") if isinstance(got, dict) else None
+    if not isinstance(nets, list) or not nets or not all(
+            isinstance(got.get(k), int) and got[k] > 0 for k in ("resolution", "num_classes")):
         return None
-    ms = ref.get("reference_ms")
-    if not isinstance(ms, (int, float)) or not np.isfinite(ms) or ms <= 0:
-        return None
-    return ref
+    for a in nets:
+        ms = a.get("then_ms") if isinstance(a, dict) else None
+        if not (isinstance(a, dict) and isinstance(a.get("arch"), str) and isinstance(
+                ms, (int, float)) and np.isfinite(ms) and ms > 0):
+            return None
+    return got
 
 
-def level_corrected(frame: pd.DataFrame, then: dict, ref_rounds: Sequence[Any]) -> dict:
-    """Add ``level_predicted_ms`` and ``level_error`` to ``frame`` (the predictions times
-    ``level`` = reference now / reference then, now the least disturbed of ``ref_rounds``)
-    and return fidelity() of them with the reference's numbers."""
-    best, spread = least_disturbed(ref_rounds)
-    level = best.median / float(then["reference_ms"])
+def anchor_shape(panel: dict | None) -> tuple[int, int] | None:
+    """The (resolution, classes) the anchors of ``panel`` were measured at, if stored."""
+    return None if not panel else (int(panel["resolution"]), int(panel["num_classes"]))
+
+
+def apart(panel: dict, archs: Sequence[Any]) -> list[dict]:
+    """The anchors of ``panel`` that are none of ``archs``: a network is never its own gauge."""
+    drawn = {a.to_str() for a in archs}
+    return [a for a in panel["nets"] if a["arch"] not in drawn]
+
+
+def panel_level(then_ms: Sequence[float], rounds_ms: Sequence[Sequence[float]]) -> tuple[
+        float, list[float]]:
+    """The machine's level: the median over anchors of (the anchor's median over its rounds
+    now / ``then_ms``), and each anchor's ratio. ``rounds_ms[a]``: anchor ``a``'s round medians.
+
+    Contention only adds time and hits a round of one network as often as a round of
+    another, so each anchor's median over rounds and the median over anchors shrug off a
+    disturbed round or anchor, where one anchor's fastest round moved by 3-8.5% alone.
+
+    >>> panel_level([2.0, 10.0, 4.0], [[2.2, 2.1, 9.0], [11.0, 10.5, 11.5], [4.0, 4.4, 4.2]])
+    (1.05, [1.1, 1.1, 1.05])
+    """
+    if not rounds_ms or len(then_ms) != len(rounds_ms) or not all(len(r) for r in rounds_ms):
+        raise HwnasError(f"a level needs rounds of each of {len(then_ms)} anchors, got "
+                         f"{[len(r) for r in rounds_ms]}")
+    ratios = [float(np.median(r)) / float(t) for t, r in zip(then_ms, rounds_ms, strict=True)]
+    return float(np.median(ratios)), ratios
+
+
+def level_corrected(frame: pd.DataFrame, then: dict, anchor_rounds: Sequence[Sequence[Any]]
+                    ) -> dict:
+    """Add ``level_predicted_ms`` and ``level_error`` to ``frame`` (the predictions times the
+    level of :func:`panel_level`: ``then["nets"]``' then_ms against ``anchor_rounds``, each
+    anchor's ``Stats`` per round) and return fidelity() of them with the anchors' numbers."""
+    nets = then["nets"]
+    rounds_ms = [[float(s.median) for s in r] for r in anchor_rounds]
+    level, ratios = panel_level([a["then_ms"] for a in nets], rounds_ms)
     frame["level_predicted_ms"] = frame["predicted_ms"] * level
     frame["level_error"] = frame["level_predicted_ms"] / frame["measured_ms"] - 1.0
     return {
         **fidelity(frame["level_predicted_ms"], frame["measured_ms"]),
         "scaled": "predictions",
         "level": level,
-        "reference": then.get("arch"),
-        "reference_resolution": then.get("resolution"),
-        "reference_ms": best.median,
-        "reference_then_ms": float(then["reference_ms"]),
-        "reference_then_date": then.get("date"),
-        "reference_rounds_ms": [float(r.median) for r in ref_rounds],
-        "reference_round_spread": spread,
+        "anchors": len(nets),
+        "anchor_levels": {a.get("name", a["arch"]): r for a, r in zip(nets, ratios, strict=True)},
+        "anchor_rounds_ms": {a.get("name", a["arch"]): r for a, r in zip(nets, rounds_ms,
+                                                                          strict=True)},
+        "then_date": then.get("date"),
     }
 
 
@@ -271,48 +300,46 @@ def measure_networks(
     (:func:`~hwnas.latency.measurement.reuse_exports`); every round builds a
     fresh session. ``progress`` gets ``1 / rounds`` per measurement.
     """
-    got, _ = measure_with_reference(target, archs, resolution, None, protocol, rounds, progress,
-                                    num_classes)
+    got, _ = measure_with_anchors(target, archs, resolution, None, protocol, rounds, progress,
+                                  num_classes)
     return got
 
 
-def measure_with_reference(
+def measure_with_anchors(
     target: Target,
     archs: Sequence[Any],
     resolution: int = 224,
-    reference: dict | None = None,
+    anchors: Sequence[dict] | None = None,
     protocol: str = STANDARD,
     rounds: int = ROUNDS,
     progress: Callable[[float], None] | None = None,
     num_classes: int = 1000,
-) -> tuple[list[tuple[Any, float]], list[Any]]:
-    """:func:`measure_networks`, and with ``reference`` (``arch``: a name of
-    :func:`hwnas.space.references.reference`, ``resolution``, ``num_classes``) that network
-    measured too, first in every round: returns the networks' ``(Stats, spread)`` and the
-    reference's ``Stats`` of each round (empty without one). ``progress`` counts the
-    networks only."""
+    anchor_shape: tuple[int, int] | None = None,
+) -> tuple[list[tuple[Any, float]], list[list[Any]]]:
+    """:func:`measure_networks`, and the ``anchors`` (each with ``arch``, an arch string) too,
+    first in every round, at ``anchor_shape`` (resolution, classes; default the networks'):
+    returns the
+networks' ``(Stats, spread)`` and each anchor's ``Stats`` of each round (``[]``
+    without anchors). ``progress`` counts the networks only."""
+    from hwnas.space.spec import Arch
+
     if rounds < 1:
         raise HwnasError(f"rounds must be >= 1, got {rounds}")
     if not target.can_measure:
         raise target.not_measured_here()
-    ref_arch = None
-    if reference is not None:
-        from hwnas.space.references import reference as published
-
-        ref_arch = published(str(reference.get("arch", REFERENCE_ARCH)))
-        ref_res = int(reference.get("resolution", resolution))
-        ref_classes = int(reference.get("num_classes", num_classes))
+    panel = [Arch.from_str(a["arch"]) for a in anchors or ()]
+    ares, acls = anchor_shape or (resolution, num_classes)
     seen: list[list[Any]] = [[] for _ in archs]
-    ref_seen: list[Any] = []
+    anchor_seen: list[list[Any]] = [[] for _ in panel]
     with reuse_exports():
         for _ in range(rounds):
-            if ref_arch is not None:
-                ref_seen.append(target.measure(ref_arch, ref_res, ref_classes, protocol=protocol))
+            for got, arch in zip(anchor_seen, panel, strict=True):
+                got.append(target.measure(arch, ares, acls, protocol=protocol))
             for i, arch in enumerate(archs):
                 seen[i].append(target.measure(arch, resolution, num_classes, protocol=protocol))
                 if progress:
                     progress(1 / rounds)
-    return [least_disturbed(r) for r in seen], ref_seen
+    return [least_disturbed(r) for r in seen], anchor_seen
 
 
 def measure_network(target: Target, arch: Any, resolution: int, protocol: str = STANDARD) -> Any:

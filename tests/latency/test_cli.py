@@ -280,7 +280,7 @@ def test_build_predict_measure_validate_on_host(
 def test_validate_prints_the_level_corrected_line(
     capsys, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a stored reference, validate prints the level-corrected numbers on a line of
+    """With a stored anchor panel, validate prints the level-corrected numbers on a line of
     their own and keeps them under level_corrected in --json (nothing measured here)."""
     import pandas as pd
 
@@ -291,8 +291,8 @@ def test_validate_prints_the_level_corrected_line(
                          "measured_ms": [1.0, 2.0], "p10_ms": [0.9, 1.9], "p90_ms": [1.1, 2.1],
                          "round_spread": [0.0, 0.1], "error": [0.0, 0.1]})
     raw = fidelity(rows.predicted_ms, rows.measured_ms)
-    level = {**fidelity(rows.predicted_ms * 0.9, rows.measured_ms), "level": 0.9,
-             "reference": "mobilenetv3_large", "reference_ms": 1.8, "reference_then_ms": 2.0}
+    level = {**fidelity(rows.predicted_ms * 0.9, rows.measured_ms), "level": 0.9, "anchors": 3,
+             "anchor_levels": {"a": 0.95, "b": 0.9, "c": 0.85}}
     result = Validation(rows, raw["mape"], raw["max_error"], raw["spearman"], raw, None, 6, 0,
                         level)
     monkeypatch.setattr(commands, "validate", lambda *a, **k: result)
@@ -300,8 +300,8 @@ def test_validate_prints_the_level_corrected_line(
                          "--out", str(tmp_path / "v"))
     assert code == 0, err
     text = " ".join(out.split())  # the console may wrap
-    assert ("level-corrected (predictions x 0.900: mobilenetv3_large 1.800 ms now / 2.000 ms "
-            f"at calibration): {level['within']:.0%} within ±10%") in text
+    assert ("level-corrected (predictions x 0.900: median of 3 anchor networks now / at "
+            f"calibration, each 0.850-0.950): {level['within']:.0%} within ±10%") in text
     code, out, err = run(capsys, "validate", "--target", "host", "--n", "2",
                          "--out", str(tmp_path / "v"), "--json")
     got = json.loads(out)

@@ -38,6 +38,7 @@ OVERHEAD = 0.02
 # the "device" below: each kind's table time scaled, edges and skip adds cost extra
 TRUE_COEF = np.array([0.8, 1.3, 0.95, 1.05, 1.1, 0.4, 0.7])
 TRUE_CONST = 0.15
+PANEL = len(corr_mod.anchor_panel())  # anchors measured once a round beside the networks
 
 
 def _truth(keys: list[LayerKey]) -> float:
@@ -138,7 +139,7 @@ def test_calibrate_learns_stores_and_every_lookup_uses_it(tmp_path: Path) -> Non
     raw_err = max(abs(t.predict(a, RES) / _truth(layer_keys(a, RES)) - 1) for a in held_out)
     assert raw_err > 0.05  # the raw layer sum misses what the device does
     c = calibrate(t, SPACE, 16, resolution=RES, rounds=1)
-    assert t.measured == 16 + 1 and c.fit["n"] == 16 and c.fit["cv_mape"] < 0.01
+    assert t.measured == 16 + PANEL and c.fit["n"] == 16 and c.fit["cv_mape"] < 0.01
     # stored with its networks; a fresh load from disk applies it
     loaded = Device("dev", LatencyTable.load(t.table.path))
     assert loaded.correction == c and len(loaded.table.provenance[CORRECTION]["nets"]) == 16
@@ -186,27 +187,47 @@ def test_refit_uses_the_stored_networks_without_measuring(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="no correction to refit"):
         corr_mod.refit(t)
     first = calibrate(t, SPACE, 12, resolution=RES, rounds=1)
-    assert t.measured == 12 + 1 and first.fit["floored_layers"] == 0  # + the reference
+    assert t.measured == 12 + PANEL and first.fit["floored_layers"] == 0  # + the anchors
     again = corr_mod.refit(t)
-    assert t.measured == 13  # nothing measured
+    assert t.measured == 12 + PANEL  # nothing measured
     assert again.nets == first.nets and np.allclose(again.coef, first.coef)
 
 
-def test_calibrate_stores_the_reference_and_validate_finds_it(tmp_path: Path) -> None:
-    """The level at calibration round-trips through the provenance; on a device whose level
-    never moves, validate's level-corrected numbers equal the raw ones (level exactly 1)."""
-    from hwnas.latency.validation import REFERENCE, REFERENCE_ARCH, validate
-    from hwnas.space.references import reference
+def test_calibrate_stores_the_anchor_panel_and_validate_finds_it(tmp_path: Path) -> None:
+    """The level at calibration round-trips through the provenance (each anchor's median over
+    its rounds); on a device whose level never moves, validate's level is exactly 1."""
+    from hwnas.latency.correction import ANCHORS
+    from hwnas.latency.validation import stored_anchors, validate
 
     t = _device(tmp_path)
     calibrate(t, SPACE, 8, resolution=RES, rounds=2)
-    assert t.measured == 2 * (8 + 1)  # the reference once per round
+    assert t.measured == 2 * (8 + PANEL)  # the panel once per round
     loaded = Device("dev", LatencyTable.load(t.table.path))
-    ref = loaded.table.provenance[REFERENCE]
-    truth = _truth(layer_keys(reference(REFERENCE_ARCH), RES))
-    assert ref["arch"] == REFERENCE_ARCH and ref["resolution"] == RES and ref["date"]
-    assert ref["reference_ms"] == pytest.approx(truth) and ref["rounds_ms"] == [ref["reference_ms"]] * 2
+    panel = stored_anchors(loaded)
+    assert panel is not None and panel == loaded.table.provenance[ANCHORS]
+    assert panel["resolution"] == RES and panel["num_classes"] == 1000 and panel["date"]
+    want = corr_mod.anchor_panel()
+    assert [a["name"] for a in panel["nets"]] == [n for n, _ in want]
+    for a, (_, arch) in zip(panel["nets"], want, strict=True):
+        truth = _truth(layer_keys(arch, RES))
+        assert a["arch"] == arch.to_str() and a["rounds_ms"] == pytest.approx([truth] * 2)
+        assert a["then_ms"] == pytest.approx(truth)
     result = validate(loaded, SPACE, n=4, seed=0, resolution=RES, rounds=2)
     lv = result.summary()["level_corrected"]
     assert lv["level"] == 1.0 and lv["mape"] == pytest.approx(result.mape)
-    assert loaded.measured == 2 * (4 + 1)
+    assert loaded.measured == 2 * (4 + PANEL) and lv["anchors"] == PANEL
+
+
+def test_the_anchors_are_fixed_span_the_range_and_are_never_validated_or_calibrated() -> None:
+    """The panel is the same on every call, its networks differ from each other, and none
+    of them is drawn by validate (seeds 0-4, 100 networks) or a calibration of either space."""
+    names = [n for n, _ in corr_mod.anchor_panel()]
+    texts = [a.to_str() for _, a in corr_mod.anchor_panel()]
+    assert [a.to_str() for _, a in corr_mod.anchor_panel()] == texts
+    assert 6 <= len(set(texts)) == len(texts) == PANEL and len(set(names)) == PANEL
+    for space in corr_mod.ANCHOR_SPACES:
+        drawn = {a.to_str() for seed in range(5) for a in validation_archs(space, 100, seed)}
+        drawn |= {a.to_str() for a in calibration_archs(space, 100, 0)}
+        assert not drawn & set(texts)
+    madds = [a.madds(224) for _, a in corr_mod.anchor_panel()]
+    assert max(madds) > 5 * min(madds)  # from MobileNetV3-Small to MobileNetV2 1.4

@@ -33,10 +33,16 @@ FIXED = {"op": "ir4", "kernel": 3, "se": 0.0, "act": "relu", "skip": True, "filt
 
 def run(vary: str, steps: int, lr: float, clip: float, data, space,
         ops: tuple[str, ...] | None = None, optim: str = "sgd",
-        dw_scale: float = 1.0, dw_fan: bool = False, warm: int = 0) -> tuple[float, float, float]:
+        dw_scale: float = 1.0, dw_fan: bool = False, warm: int = 0,
+        zero_gamma: bool = False) -> tuple[float, float, float]:
     torch.manual_seed(0)
     net = SuperNet(space, data.num_classes).train()
     with torch.no_grad():
+        if zero_gamma:  # a stage's later blocks (those that can skip) start as identity: last BN scale 0
+            for name, p in net.named_parameters():
+                if name.endswith(("ir.bn3.weight", "ds.bn2.weight", "conv.bn1.weight")) \
+                        and name.startswith("stages.") and name.split(".")[2] != "0":
+                    p.zero_()
         for name, p in net.named_parameters():
             if "conv_dw" in name:
                 if dw_fan:  # He init over one group's fan-out (k*k), not k*k*channels
@@ -88,6 +94,8 @@ def main() -> None:
                     help="re-initialise depthwise banks with He init over k*k (one group)")
     ap.add_argument("--warm", type=int, default=0,
                     help="train the fixed path alone for this many steps first (reported: the rest)")
+    ap.add_argument("--zero-gamma", action="store_true",
+                    help="start the last BN scale of every block at 0 (Goyal et al. 2017, Sec. 5.1)")
     ap.add_argument("--optim", choices=("sgd", "adam"), default="sgd")
     ap.add_argument("--ops", default=None, help="op choices when varying op, e.g. conv,ir4")
     args = ap.parse_args()
@@ -98,7 +106,7 @@ def main() -> None:
         t = time.perf_counter()
         first, last, norm = run(vary, args.steps, args.lr, args.clip, data, space,
                                  tuple(args.ops.split(",")) if args.ops else None, args.optim,
-                                 args.dw_scale, args.dw_fan, args.warm)
+                                 args.dw_scale, args.dw_fan, args.warm, args.zero_gamma)
         print(f"{vary}: loss {first:.3f} -> {last:.3f}, median grad norm {norm:.2f}, "
               f"{time.perf_counter() - t:.0f} s", flush=True)
 

@@ -103,13 +103,16 @@ def truth_rows() -> dict[str, dict]:
     return rows
 
 
-def phase_truth(archs: list[tuple[str, Arch]], seed: int = SEED) -> None:
-    dest = truth_path(seed)
+def phase_truth(archs: list[tuple[str, Arch]], seed: int = SEED, dest: Path | None = None) -> None:
+    """Train each of ``archs`` standalone (the recipe above) into ``dest`` (default: this
+    benchmark's truth file for ``seed``); a name already there with the same arch is kept,
+    not retrained."""
+    dest = dest or truth_path(seed)
     rows = _load(dest).get("rows", {})
     data = load_dataset("fashion-mnist", RESOLUTION, val_size=5000, train_subset=SUBSET, seed=SEED)
     test_x, test_y = load_test_split("fashion-mnist", RESOLUTION)
     for name, arch in archs:
-        if name in rows:
+        if name in rows and rows[name]["arch"] == arch.to_str():
             continue
         t0 = time.perf_counter()
         res = train(arch, data, TrainConfig(epochs=EPOCHS, resolution=RESOLUTION, seed=seed))

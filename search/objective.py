@@ -6,8 +6,9 @@ never trained just to learn it is too slow:
 
 * hard reward: a candidate predicted more than ``skip_factor`` x over budget
   is recorded with its latency and skipped, untrained. Its reward is
-  ``SKIP_REWARD x budget / latency``: below any trained candidate's (the hard
-  reward of a trained net within ``skip_factor`` is at least 0.8 x its accuracy),
+  ``SKIP_REWARD x budget / latency``: below any trained candidate's (with the
+  default exponent -1, a trained net within ``skip_factor`` scores at least
+  0.8 x its accuracy; a much steeper ``--w`` can score lower),
   and larger the closer it is to the budget, so a sampler is steered towards the
   budget even when every candidate so far was skipped (with a flat 0, TPE had
   nothing to go on for budgets below nearly all of the space). Every trial of a

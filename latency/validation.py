@@ -317,10 +317,10 @@ def measure_with_anchors(
     anchor_shape: tuple[int, int] | None = None,
 ) -> tuple[list[tuple[Any, float]], list[list[Any]]]:
     """:func:`measure_networks`, and the ``anchors`` (each with ``arch``, an arch string) too,
-    first in every round, at ``anchor_shape`` (resolution, classes; default the networks'):
-    returns the
-networks' ``(Stats, spread)`` and each anchor's ``Stats`` of each round (``[]``
-    without anchors). ``progress`` counts the networks only."""
+    first in every round, at ``anchor_shape`` (resolution, classes; default the networks').
+
+    Returns the networks' ``(Stats, spread)`` and each anchor's ``Stats`` of each round
+    (``[]`` without anchors). ``progress`` counts the networks only."""
     from hwnas.space.spec import Arch
 
     if rounds < 1:

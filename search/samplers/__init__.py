@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,8 +72,23 @@ NSGA2_MAX_POPULATION = 50  # Optuna's default population_size
 NSGA2_GENERATIONS = 4
 
 
+class _NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: Ray Tune pickles the searcher that holds it, and
+    Optuna 5.1's genetic-algorithm base keeps a ``threading.Lock`` (``_thread_lock``)
+    that pickle refuses; a copy gets a fresh lock."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def _nsga2(seed: int | None, trials: int | None = None) -> BaseSampler:
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
+    return _NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,15 @@ class RLSampler(BaseSampler):
         self._snapshots: OrderedDict[int, CategoricalPolicy] = OrderedDict()
         self._sampled_probs: dict[int, dict[str, float]] = {}
 
+    def __getstate__(self) -> dict:  # Ray Tune pickles the searcher that holds the sampler
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # ------------------------------------------------------------ replay ---
     def _replayed_states(self) -> tuple[TrialState, ...]:
         return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

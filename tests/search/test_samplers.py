@@ -419,3 +419,20 @@ def test_ppo_window_reapplies_recent_trials() -> None:
     assert two.policy.as_dict() != one.policy.as_dict()
     # the reward-3 trial is re-applied once more, so "c" gains more under window 2
     assert two.policy.logits("k", TOY_CHOICES)[2] > one.policy.logits("k", TOY_CHOICES)[2]
+
+
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
+def test_every_sampler_pickles_after_use(name: str) -> None:
+    """Ray Tune pickles the searcher holding the sampler (Optuna 5.1's NSGA-II holds a lock)."""
+    import pickle
+
+    multi = name in MULTI_OBJECTIVE_SAMPLERS
+    sampler = make_sampler(name, seed=0, multi_objective=multi, trials=8)
+    study = optuna.create_study(directions=["maximize", "minimize"] if multi else ["maximize"],
+                                sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1),) * (2 if multi else 1), n_trials=3)
+    copy = pickle.loads(pickle.dumps(sampler))
+    assert type(copy) is type(sampler)
+    study.sampler = copy
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1),) * (2 if multi else 1), n_trials=1)
+    assert len(study.trials) == 4

@@ -238,21 +238,6 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
                              run_dir=str(run_dir.resolve()), sink=sink_name),
         _resources(config))
 
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(config),
-                                    num_samples=remaining, max_concurrent_trials=config.workers,
-                                    # One actor per slot runs trial after trial: the worker
-                                    # process, its imports and its loaded data (_components)
-                                    # are paid once, not per trial (bench/ray_vs_local.py).
-                                    reuse_actors=True,
-                                    # --timeout-kill: Tune ends running trials at the timeout;
-                                    # otherwise the searcher stops starting new ones.
-                                    time_budget_s=config.timeout_s if config.timeout_kill else None),
-        run_config=tune.RunConfig(name="ray", storage_path=str((run_dir / "ray").resolve()),
-                                  failure_config=tune.FailureConfig(max_failures=config.max_failures),
-                                  verbose=0),
-    )
     done = threading.Event()
 
     def report() -> None:  # polls the study: Tune pickles its callbacks, a progress bar won't
@@ -268,7 +253,22 @@ def run_ray(config: SearchConfig, run_dir: Path, remaining: int,
     saved_env = {k: os.environ.get(k) for k in (NEW_OUTPUT_ENV, STRICT_METRIC_ENV)}
     os.environ[NEW_OUTPUT_ENV] = "0"
     os.environ[STRICT_METRIC_ENV] = "1"
-    try:
+    try:  # from here on the sink and a Ray started here are released, whatever fails
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(config),
+                                        num_samples=remaining, max_concurrent_trials=config.workers,
+                                        # One actor per slot runs trial after trial: the worker
+                                        # process, its imports and its loaded data (_components)
+                                        # are paid once, not per trial (bench/ray_vs_local.py).
+                                        reuse_actors=True,
+                                        # --timeout-kill: Tune ends running trials at the timeout;
+                                        # otherwise the searcher stops starting new ones.
+                                        time_budget_s=config.timeout_s if config.timeout_kill else None),
+            run_config=tune.RunConfig(name="ray", storage_path=str((run_dir / "ray").resolve()),
+                                      failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                                      verbose=0),
+        )
         if poller:
             poller.start()
         with warnings.catch_warnings():

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int, avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """``n`` distinct free ports, none in ``avoid``. All are bound at once while
+    they are chosen: one free_port() after another can get the same port twice
+    (once a Ray node's runtime-env agent and dashboard agent were both given
+    58993; the node never started and the search waited for it until its timeout)."""
+    with ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < n:
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] not in avoid:
+                ports.append(s.getsockname()[1])
+        return ports
 
 
 @contextmanager
@@ -57,11 +72,16 @@ def postgres_server() -> Iterator[str]:
     if root:
         shutil.chown(base, user="postgres")
     port = free_port()
+    # A throwaway server: nothing is flushed to disk (no fsync at initdb or per commit;
+    # the tests' studies commit after every Optuna call).
+    no_sync = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     try:
-        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                        "--no-sync"],
                        check=True, capture_output=True, timeout=START_TIMEOUT_S)
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", str(START_TIMEOUT_S),
-                        "-l", str(base / "log"), "-o", f"-p {port} -h 127.0.0.1 -k {base}", "start"],
+                        "-l", str(base / "log"), "-o", f"-p {port} -h 127.0.0.1 -k {base} {no_sync}",
+                        "start"],
                        check=True, capture_output=True, timeout=START_TIMEOUT_S + 10)
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
@@ -75,6 +95,9 @@ def postgres_server() -> Iterator[str]:
 RAY_START_TIMEOUT_S = 180
 RAY_STOP_TIMEOUT_S = 40  # `ray start --block` drains for up to 30 s on SIGTERM
 RAY_STATUS_POLL_S = 2.0
+RAY_LOG_POLL_S = 0.2
+RAY_LOG_WAIT_S = 30
+RAY_STARTED = "Ray runtime started."  # what `ray start` logs once its node is up
 RAY_HEALTH_CHECK_PERIOD_MS = 1000  # Ray's default is 3000 (ray_config_def.h health_check_period_ms)
 
 
@@ -144,54 +167,70 @@ class RayCluster:
         # Token auth set explicitly: without it, `ray start --head` turns token auth on
         # whenever ~/.ray/auth_token exists and worker nodes are then refused.
         self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
-                        RAY_USAGE_STATS_ENABLED="0",
+                        RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1",  # logs as written
                         # The GCS checks each node every second instead of every 3 s: a killed
                         # node (connection refused at once) is declared dead after 5 checks,
                         # ~5 s instead of ~15; a slow but live one still gets 5 timeouts.
                         RAY_health_check_period_ms=str(RAY_HEALTH_CHECK_PERIOD_MS))
-        self.port = free_port()
+        self._given: set[int] = set()  # every port handed to a node of this cluster
+        self.port = self._free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
         self._ray = str(Path(sys.executable).with_name("ray"))
 
+    def _free_ports(self, n: int) -> list[int]:
+        ports = free_ports(n, avoid=self._given)
+        self._given.update(ports)
+        return ports
+
     def _ports(self) -> list[str]:
+        node, objects, agent, agent_grpc, runtime_env, metrics = self._free_ports(6)
         return ["--node-ip-address", "127.0.0.1", "--disable-usage-stats",
-                "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
-                "--dashboard-agent-listen-port", str(free_port()),
-                "--dashboard-agent-grpc-port", str(free_port()),
-                "--runtime-env-agent-port", str(free_port()),
-                "--metrics-export-port", str(free_port()),
+                "--node-manager-port", str(node), "--object-manager-port", str(objects),
+                "--dashboard-agent-listen-port", str(agent),
+                "--dashboard-agent-grpc-port", str(agent_grpc),
+                "--runtime-env-agent-port", str(runtime_env),
+                "--metrics-export-port", str(metrics),
                 "--min-worker-port", "0", "--max-worker-port", "0"]  # 0: ports the OS picks
 
     def _start(self, name: str, args: list[str], prefix: list[str] | None = None) -> subprocess.Popen:
         # Short temp dirs: Ray's unix sockets live under them (108-byte path limit).
         temp = Path(tempfile.mkdtemp(prefix=f"hwnas-{name}-", dir="/tmp"))
-        log = (self.root / f"{name}-{len(self.nodes)}.log").open("w")
+        log_path = self.root / f"{name}-{len(self.nodes)}.log"
+        log = log_path.open("w")
         proc = subprocess.Popen([*(prefix or []), self._ray, "start", "--block", *args,
                                  "--temp-dir", str(temp), *self._ports()],
                                 cwd=temp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         proc.temp_dir = temp  # type: ignore[attr-defined]
+        proc.log_path = log_path  # type: ignore[attr-defined]
         self.nodes.append(proc)
         return proc
 
     def start_head(self, cpus: int = 0) -> subprocess.Popen:
         return self._start("head", ["--head", "--port", str(self.port), "--num-cpus", str(cpus),
                                     "--include-dashboard", "false",
-                                    "--dashboard-port", str(free_port())])
+                                    "--dashboard-port", str(self._free_ports(1)[0])])
 
     def add_worker(self, cpus: int = 1, prefix: list[str] | None = None) -> subprocess.Popen:
         return self._start("worker", ["--address", self.address, "--num-cpus", str(cpus)], prefix)
 
     def wait_for_cpus(self, cpus: float) -> None:
-        """Poll ``ray status`` until the cluster's alive nodes hold ``cpus`` CPUs."""
+        """Poll ``ray status`` until the cluster's alive nodes hold ``cpus`` CPUs.
+
+        ``ray status`` is a Python program of its own (seconds of CPU on a busy
+        machine, taken from the starting nodes): it is first run once every node
+        started here has logged that its runtime started (a cheap look at the logs)."""
         deadline = time.monotonic() + RAY_START_TIMEOUT_S
+        logs_by = time.monotonic() + RAY_LOG_WAIT_S  # then `ray status` decides alone
+        while time.monotonic() < logs_by and not all(
+                RAY_STARTED in node.log_path.read_text()  # type: ignore[attr-defined]
+                for node in self.nodes if node.poll() is None):
+            self.check_nodes()
+            time.sleep(RAY_LOG_POLL_S)
         out = ""
         while time.monotonic() < deadline:
-            for node in self.nodes:
-                if node.poll() not in (None, -signal.SIGKILL):
-                    raise AssertionError(f"a ray node exited with {node.returncode}; logs in "
-                                         f"{self.root}: {self.log_tail()}")
+            self.check_nodes()
             p = subprocess.run([self._ray, "status", "--address", self.address], env=self.env,
                                capture_output=True, text=True, timeout=60, check=False)
             out = p.stdout + p.stderr
@@ -201,6 +240,14 @@ class RayCluster:
             time.sleep(RAY_STATUS_POLL_S)
         raise AssertionError(f"cluster did not reach {cpus} CPUs in {RAY_START_TIMEOUT_S} s: "
                              f"{out[-1500:]}")
+
+    def check_nodes(self) -> None:
+        """Fail at once when a node exited that was not killed here (SIGKILL): a
+        search would otherwise wait for its resources until its own timeout."""
+        for node in self.nodes:
+            if node.poll() not in (None, -signal.SIGKILL):
+                raise AssertionError(f"a ray node exited with {node.returncode}; logs in "
+                                     f"{self.root}: {self.log_tail()}")
 
     def log_tail(self, n: int = 3000) -> str:
         return "".join(p.read_text()[-n:] for p in sorted(self.root.glob("*.log")))

@@ -90,6 +90,7 @@ def test_two_node_cluster_search_with_postgresql(tmp_path: Path) -> None:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         try:
             while proc.poll() is None and time.monotonic() < deadline:
+                cluster.check_nodes()  # a replacement node that failed to start: fail now
                 number = _trial_to_kill(pg) if killed is None else None
                 if number is not None:
                     cluster.kill(worker)

@@ -25,6 +25,9 @@ standard errors combined (reported both as their sum and in quadrature; the sum
 decides); (b) the searched frontier reaches the accuracy of the best hand-designed
 point at <= 2/3 of that point's latency.
 
+Searches since the warm start (2026-12-02): ``--warm-start 10 --out
+bench/results/frontier_ws.json`` (names get ``_ws10``).
+
 A second search per budget (``--search-seed 1 --out bench/results/frontier_seed1.json``)
 says how much one search varies; its picks get names of their own.
 
@@ -98,13 +101,16 @@ def accuracy(name: str, seeds: tuple[int, ...]) -> dict:
 def search(budget: float, args: argparse.Namespace) -> dict:
     reward = args.reward_at.get(budget, args.reward)
     out = RUNS / (f"pixel-{budget:g}ms" + ("" if reward == "abs" else f"-{reward}")
-                  + (f"-seed{args.search_seed}" if args.search_seed else ""))
+                  + (f"-seed{args.search_seed}" if args.search_seed else "")
+                  + ("" if args.warm_start is None else f"-ws{args.warm_start}"))
     if not (out / "best.json").exists():
         cmd = [str(Path(sys.executable).parent / "nas-search"), "--target", "pixel", "--lat", f"{budget:g}ms",
                "--estimator", "supernet", "--supernet", args.supernet,
                "--supernet-finetune", str(args.finetune), "--sampler", "tpe", "--reward", reward,
                "--trials", str(args.trials), "--pruner", "none", "--timeout", "none",
                "--seed", str(args.search_seed), "--out", str(out), "--quiet"]
+        if args.warm_start is not None:
+            cmd += ["--warm-start", str(args.warm_start)]
         if out.exists():
             cmd.append("--resume")
         t0 = time.perf_counter()
@@ -120,13 +126,15 @@ def search(budget: float, args: argparse.Namespace) -> dict:
     return {"budget_ms": budget, "run": str(out.relative_to(ROOT)), "arch": best["arch"],
             "estimated_accuracy": float(best["accuracy"]), "search_latency_ms": float(best["latency_ms"]),
             "reward": reward, "trials": args.trials, "trials_within_budget": len(within),
-            "finetune_steps": args.finetune, "supernet": args.supernet, "search_seed": args.search_seed}
+            "finetune_steps": args.finetune, "supernet": args.supernet, "search_seed": args.search_seed,
+            "warm_start": args.warm_start}
 
 
 def searched_name(s: dict) -> str:
     """Training-file name of a search's pick: its budget, and its reward unless ``abs``."""
     return (f"searched_{s['budget_ms']:g}ms" + ("" if s["reward"] == "abs" else f"_{s['reward']}")
-            + (f"_seed{s['search_seed']}" if s.get("search_seed") else ""))
+            + (f"_seed{s['search_seed']}" if s.get("search_seed") else "")
+            + ("" if s.get("warm_start") is None else f"_ws{s['warm_start']}"))
 
 
 def frontier(points: list[dict]) -> list[dict]:
@@ -212,6 +220,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="training seeds of every net")
     ap.add_argument("--search-seed", type=int, default=0,
                     help="nas-search --seed (run folders and names get -seedS when it is not 0)")
+    ap.add_argument("--warm-start", type=int, default=None,
+                    help="nas-search --warm-start (run folders and names get -wsN when given; "
+                         "the runs before 2026-12-02 15:00 UTC had none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT, help="JSON path (the PNG goes beside it)")
     args = ap.parse_args()

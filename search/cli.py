@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="estimator supernet: fine-tune each candidate's inherited weights this many steps "
            "of the proxy recipe before scoring it (default 0: score them as inherited; "
            "docs/supernet.md has the measured ranking of each)")
+    a("--warm-start", type=int, default=None, metavar="N",
+      help="queue N nets predicted within the budget as the first trials, in place of the "
+           "sampler's random start-up (default: tpe 10, nsga2 its first generation, random "
+           "and rl 0, pareto 0; 0 turns it off)")
     a("--retrain-epochs", type=int, default=None,
       help="after the search, train the best net from scratch for this many epochs on the whole "
            "train split and record both accuracies in best.json (default 0: no retraining)")
@@ -144,7 +148,7 @@ _FLAG_TO_FIELD = {f: f for f in (
     "space", "data", "trials", "sampler", "reward", "w", "epochs", "proxy_resolution",
     "resolution", "train_subset", "val_size", "lr", "prefilter_keep", "pruner", "prefilter",
     "workers", "backend", "ray_address", "max_failures", "storage", "out", "seed",
-    "estimator", "supernet", "supernet_epochs", "supernet_finetune", "retrain_epochs", "device",
+    "estimator", "supernet", "supernet_epochs", "supernet_finetune", "retrain_epochs", "device", "warm_start",
     "gpus_per_trial", "cpus_per_trial", "timeout_kill")}
 # Flags a resumed run may change (its budget and where it runs): config.RESUMABLE_FIELDS.
 RESUMABLE = tuple(_FIELD_TO_FLAG.get(f, f) for f in RESUMABLE_FIELDS)

@@ -18,6 +18,7 @@ from hwnas.common.units import parse_latency
 from hwnas.common.yamlio import load_yaml, validation_message
 from hwnas.proxy.train import DEVICES as TRAIN_DEVICES
 
+from .budget import default_warm_start
 from .estimators import ESTIMATOR_NAMES, ESTIMATOR_REGISTRY
 from .prefilter import PREFILTER_CHOICES
 from .rewards import REWARD_NAMES, REWARD_REGISTRY
@@ -95,6 +96,8 @@ class SearchConfig(BaseModel):
                                    "candidate's inherited weights this many steps before scoring")
     retrain_epochs: int = Field(0, ge=0, description="train the winner from scratch this long")
     skip_factor: float = Field(DEFAULT_SKIP_FACTOR, gt=1)
+    warm_start: int | None = Field(None, ge=0, description="start-up trials queued among nets "
+                                   "predicted within the budget (None: the sampler's start-up)")
     workers: int = Field(1, ge=1)
     backend: Literal[BACKENDS] = "local"
     ray_address: str | None = None
@@ -140,6 +143,9 @@ class SearchConfig(BaseModel):
         if self.supernet is not None and not ESTIMATOR_REGISTRY[self.estimator].needs_supernet:
             raise HwnasError(f"supernet {self.supernet!r} given with estimator {self.estimator!r}; "
                              "a supernet is used with estimator: supernet")
+        if self.warm_start is None:
+            object.__setattr__(self, "warm_start", default_warm_start(
+                self.sampler, self.multi_objective, self.trials))
         if self.ray_address and self.backend != "ray":
             object.__setattr__(self, "backend", "ray")
         return self

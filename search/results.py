@@ -31,6 +31,7 @@ import yaml
 from hwnas.common.atomic import atomic_copy, atomic_write_df, atomic_write_text
 from hwnas.common.errors import HwnasError
 
+from .budget import WARM_START_ATTR
 from .config import SearchConfig
 from .estimators import WEIGHTS_DIR, Estimator, SupernetEstimator, make_estimator, save_weights
 from .family import ensure_family, load_family
@@ -38,7 +39,7 @@ from .retrain import retrain_record
 
 TRIAL_COLUMNS = [
     "number", "state", "arch", "params", "madds", "latency_ms", "accuracy", "reward",
-    "skipped", "error", "zero_cost", "duplicate_of", "epochs", "train_s", "duration_s",
+    "skipped", "error", "zero_cost", "duplicate_of", "warm_start", "epochs", "train_s", "duration_s",
     "datetime_start", "datetime_complete",
 ]
 
@@ -64,6 +65,7 @@ def trials_frame(study) -> pd.DataFrame:  # noqa: ANN001 - optuna.Study
             "error": ua.get("error"),
             "zero_cost": ua.get("zero_cost", math.nan),
             "duplicate_of": ua.get("duplicate_of"),
+            "warm_start": bool(ua.get(WARM_START_ATTR, False)),
             "epochs": ua.get("epochs"),
             "train_s": ua.get("train_s"),
             "duration_s": (end - start).total_seconds() if start and end else math.nan,

@@ -31,15 +31,15 @@ from optuna.trial import TrialState
 from hwnas.common.atomic import atomic_write_text
 from hwnas.common.errors import HwnasError
 from hwnas.common.units import shorten
-from hwnas.latency import SpaceLatency, space_keys
 from hwnas.proxy import save_split_manifest
 from hwnas.proxy.train import resolve_device
 from hwnas.space.references import REFERENCE_NAMES, reference
 from hwnas.space.visibility import invisible_decisions
 
+from .budget import enqueue_warm_starts, fastest_latency
 from .config import RESUMABLE_FIELDS, SearchConfig, parse_config
 from .estimators import ESTIMATOR_REGISTRY, plan_supernet
-from .objective import DEPLOY_NUM_CLASSES, Components, make_objective
+from .objective import Components, make_objective
 from .ray_backend import run_ray
 from .results import write_results
 from .retrain import retrain_best
@@ -95,27 +95,6 @@ def default_run_dir(config: SearchConfig) -> Path:
 
 
 # ------------------------------------------------------------ preparation ---
-def fastest_latency(comp: Components) -> tuple[float, str]:
-    """The lowest predicted latency (ms) of any net in the space, and that net.
-
-    Exact, by dynamic programming over the space's block tables
-    (:class:`hwnas.latency.SpaceLatency`). When the target would first have to
-    measure layers of the space (``target.missing``; never for a fitted
-    target) it is the space's cheapest net (min MAdds) instead: an upper
-    bound that needs only that net's layers measured.
-    """
-    c = comp.config
-    if comp.target.missing(space_keys(comp.space, resolution=c.resolution,
-                                      num_classes=DEPLOY_NUM_CLASSES)):
-        # The exact answer would measure every layer of the space first (minutes;
-        # `nas-latency build` does that on purpose); the cheapest net measures ~20.
-        arch = comp.space.smallest()
-        return comp.predict_ms(arch), arch.to_str()
-    best = SpaceLatency(comp.target, comp.space, resolution=c.resolution,
-                        num_classes=DEPLOY_NUM_CLASSES).fastest()
-    return float(best.ms), best.arch.to_str()
-
-
 def _check_storage(config: SearchConfig, run_dir: Path, resume: bool) -> None:
     if not config.storage:
         return
@@ -345,6 +324,8 @@ def run_search(config: SearchConfig, resume: bool = False,
             save_split_manifest(comp.data, run_dir)  # which images trained and scored the nets
         if resume:
             requeue_interrupted(config, run_dir)
+        elif config.warm_start:
+            notify(enqueue_warm_starts(study, comp, config.warm_start, config.seed))
         if supernet_to_train is not None:
             _train_supernet(supernet_to_train, config.supernet, notify, progress is not None,
                             config.device)

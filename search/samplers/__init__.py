@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import threading
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from optuna.samplers import BaseSampler
 
 from hwnas.common.errors import HwnasError
 
+from ._pickling import FreshLocksOnCopy
 from ._policy import CategoricalPolicy, RewardBaseline
 from ._rl import BEHAVIOUR_PROBS_ATTR, FAILED_REWARD, INTERRUPTED_ATTR, ReplayState, RLSampler
 
@@ -40,6 +42,11 @@ __all__ = [
     "make_sampler",
     "nsga2_population",
 ]
+
+# TPE's random start-up: Optuna's default n_startup_trials, read from its signature.
+TPE_STARTUP_TRIALS: int = inspect.signature(optuna.samplers.TPESampler).parameters[
+    "n_startup_trials"].default
+
 
 def _tpe(seed: int | None, trials: int | None = None) -> BaseSampler:
     with warnings.catch_warnings():
@@ -72,19 +79,11 @@ NSGA2_MAX_POPULATION = 50  # Optuna's default population_size
 NSGA2_GENERATIONS = 4
 
 
-class _NSGAIISampler(optuna.samplers.NSGAIISampler):
-    """Optuna's NSGA-II, picklable: Ray Tune pickles the searcher that holds it, and
-    Optuna 5.1's genetic-algorithm base keeps a ``threading.Lock`` (``_thread_lock``)
-    that pickle refuses; a copy gets a fresh lock."""
+class _NSGAIISampler(FreshLocksOnCopy, optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: Optuna 5.1's genetic-algorithm base keeps a
+    ``threading.Lock`` (``_thread_lock``)."""
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("_thread_lock", None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._thread_lock = threading.Lock()
+    LOCKS = {"_thread_lock": threading.Lock}
 
 
 def _nsga2(seed: int | None, trials: int | None = None) -> BaseSampler:
@@ -94,20 +93,24 @@ def _nsga2(seed: int | None, trials: int | None = None) -> BaseSampler:
 @dataclass(frozen=True)
 class SamplerKind:
     """A registered sampler: ``make(seed, trials)`` (trials: the run's budget, or None),
-    and whether it can rank several objectives."""
+    whether it can rank several objectives, and ``startup(trials)``: how many of its
+    first trials it draws at random (the warm start, ``hwnas.search.warmstart``,
+    queues that many nets within the budget instead)."""
 
     make: Callable[..., BaseSampler]
     multi_objective: bool
     help: str
+    startup: Callable[[int | None], int] = lambda _trials: 0
 
 
 # The samplers by name, in the order --help lists them. To add a sampler: add
 # an entry here (the class may live in this package, like RLSampler); the
 # config, the CLI choices and the docs read this table.
 SAMPLER_REGISTRY: dict[str, SamplerKind] = {
-    "tpe": SamplerKind(_tpe, True, "multivariate, grouped TPE (handles conditional spaces)"),
+    "tpe": SamplerKind(_tpe, True, "multivariate, grouped TPE (handles conditional spaces)",
+                       lambda _trials: TPE_STARTUP_TRIALS),
     "nsga2": SamplerKind(_nsga2, True, "NSGA-II, a genetic algorithm for Pareto fronts "
-                         "(population: a quarter of --trials, 4 to 50)"),
+                         "(population: a quarter of --trials, 4 to 50)", nsga2_population),
     "random": SamplerKind(lambda seed, trials=None: optuna.samplers.RandomSampler(seed=seed), True,
                           "uniform random architectures"),
     "rl": SamplerKind(lambda seed, trials=None: RLSampler(seed=seed), False,

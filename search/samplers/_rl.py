@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.common.errors import HwnasError
 
+from ._pickling import FreshLocksOnCopy
 from ._policy import CategoricalPolicy, Pick, RewardBaseline
 
 # EMA baseline as in Zoph & Le 2017 (Sec. 3.2) and the MnasNet controller; decay
@@ -75,7 +76,7 @@ class ReplayState:
                            list(self.window))
 
 
-class RLSampler(BaseSampler):
+class RLSampler(FreshLocksOnCopy, BaseSampler):
     """Policy-gradient controller over categorical decisions (MnasNet-style).
 
     Each categorical parameter is drawn from the policy's softmax for that name;
@@ -110,6 +111,8 @@ class RLSampler(BaseSampler):
             epoch; one pruned without any report, as by the prefilter, is left
             out) and a failed one :data:`FAILED_REWARD`.
     """
+
+    LOCKS = {"_lock": threading.RLock}
 
     def __init__(
         self,
@@ -150,15 +153,6 @@ class RLSampler(BaseSampler):
         self._cache: tuple[tuple[int, int], ReplayState] | None = None
         self._snapshots: OrderedDict[int, CategoricalPolicy] = OrderedDict()
         self._sampled_probs: dict[int, dict[str, float]] = {}
-
-    def __getstate__(self) -> dict:  # Ray Tune pickles the searcher that holds the sampler
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
 
     # ------------------------------------------------------------ replay ---
     def _replayed_states(self) -> tuple[TrialState, ...]:

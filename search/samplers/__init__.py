@@ -80,10 +80,22 @@ NSGA2_GENERATIONS = 4
 
 
 class _NSGAIISampler(FreshLocksOnCopy, optuna.samplers.NSGAIISampler):
-    """Optuna's NSGA-II, picklable: Optuna 5.1's genetic-algorithm base keeps a
-    ``threading.Lock`` (``_thread_lock``)."""
+    """Optuna's NSGA-II, picklable (Optuna 5.1's genetic-algorithm base keeps a
+    ``threading.Lock``, ``_thread_lock``), and counting queued trials.
+
+    NSGA-II gives a trial its generation when it first samples for it; a queued
+    trial (``enqueue_trial``: the warm start, a re-queued interrupted trial)
+    with every decision given is never sampled for, so it belonged to no
+    generation and could never be a parent: 3 warm-start trials within a 20 ms
+    budget left the next generation bred from nothing (random draws). Each
+    trial now gets its generation as it starts."""
 
     LOCKS = {"_thread_lock": threading.Lock}
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        if hasattr(self, "get_trial_generation"):  # Optuna >= 4.3's genetic-algorithm base
+            self.get_trial_generation(study, trial)
 
 
 def _nsga2(seed: int | None, trials: int | None = None) -> BaseSampler:

@@ -107,3 +107,20 @@ def test_bad_warm_start_is_one_line(tmp_path: Path, bad) -> None:  # noqa: ANN00
     with pytest.raises(HwnasError, match="warm_start"):
         tiny_config(tmp_path / "run", warm_start=bad)
     assert not (tmp_path / "run").exists()
+
+
+def test_nsga2_breeds_from_the_warm_start(tmp_path: Path, monkeypatch) -> None:
+    """Queued trials belong to NSGA-II's first generation (before, they had none, so
+    with 3 of 4 queued the next generation was bred from nothing: random draws)."""
+    import optuna
+
+    monkeypatch.setattr("hwnas.search.estimators.train", fake_train(lambda a, i: 0.3 + 0.01 * i))
+    run_dir = run_search(tiny_config(tmp_path / "run", trials=8, reward="hard", latency="20ms",
+                                     sampler="nsga2", warm_start=3))
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'study.db'}")
+    gens = [next(v for k, v in t.system_attrs.items() if k.endswith(":generation"))
+            for t in study.trials]
+    assert gens == [0, 0, 0, 0, 1, 1, 1, 1]  # population max(4, 8 // 4) = 4
+    # children of three parents within 20 ms and one at ~120 ms: mostly near the budget
+    lat = load_run(run_dir).trials["latency_ms"].to_numpy()
+    assert np.median(lat[4:]) < 2 * 20.0

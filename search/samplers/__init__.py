@@ -31,6 +31,7 @@ __all__ = [
     "FAILED_REWARD",
     "INTERRUPTED_ATTR",
     "MULTI_OBJECTIVE_SAMPLERS",
+    "NSGAIISampler",
     "SAMPLER_REGISTRY",
     "SAMPLER_NAMES",
     "CategoricalPolicy",
@@ -79,7 +80,7 @@ NSGA2_MAX_POPULATION = 50  # Optuna's default population_size
 NSGA2_GENERATIONS = 4
 
 
-class _NSGAIISampler(FreshLocksOnCopy, optuna.samplers.NSGAIISampler):
+class NSGAIISampler(FreshLocksOnCopy, optuna.samplers.NSGAIISampler):
     """Optuna's NSGA-II, picklable (Optuna 5.1's genetic-algorithm base keeps a
     ``threading.Lock``, ``_thread_lock``), and counting queued trials.
 
@@ -88,7 +89,10 @@ class _NSGAIISampler(FreshLocksOnCopy, optuna.samplers.NSGAIISampler):
     with every decision given is never sampled for, so it belonged to no
     generation and could never be a parent: 3 warm-start trials within a 20 ms
     budget left the next generation bred from nothing (random draws). Each
-    trial now gets its generation as it starts."""
+    trial now gets its generation as it starts.
+
+    The class keeps Optuna's name: the generation is stored in the study under
+    ``<class name>:generation``, so runs of either class resume alike."""
 
     LOCKS = {"_thread_lock": threading.Lock}
 
@@ -99,7 +103,7 @@ class _NSGAIISampler(FreshLocksOnCopy, optuna.samplers.NSGAIISampler):
 
 
 def _nsga2(seed: int | None, trials: int | None = None) -> BaseSampler:
-    return _NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
+    return NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import supernet_fidelity as sf  # noqa: E402  (machine description)
+from search_quality import _plot as plot_curves  # noqa: E402  (best so far, min-max band)
 
 from hwnas.common.atomic import atomic_save_figure, atomic_write_text  # noqa: E402
 
@@ -65,28 +66,6 @@ def one_run(name: str, seed: int, args: argparse.Namespace, score, space, target
     study.optimize(objective, n_trials=args.trials)
     values = [t.value for t in study.trials]
     return np.maximum.accumulate(values).tolist()
-
-
-def plot(curves: dict[str, list[list[float]]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, runs in curves.items():
-        c = np.array(runs)
-        x = np.arange(1, c.shape[1] + 1)
-        ax.plot(x, c.mean(axis=0), label=f"{name} (mean of {len(c)} seeds)")
-        ax.fill_between(x, c.min(axis=0), c.max(axis=0), alpha=0.15)
-    ax.set_xlabel("candidate")
-    ax.set_ylabel("best reward so far")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -138,7 +117,7 @@ def main() -> None:
         "eval_images": args.eval_images, "nets_scored": len(cache), "machine": sf._machine(),
         "final_best": final, "wins_over_random": wins, "seconds": seconds, "curves": curves},
         indent=1) + "\n")
-    plot(curves, stem.with_suffix(".png"),
+    plot_curves({n: np.array(c) for n, c in curves.items()}, stem.with_suffix(".png"),
          f"pixel {args.budget:g} ms, {args.reward} reward, supernet estimate, {args.trials} candidates")
     for n, v in final.items():
         print(f"| {n} | {np.mean(v):.4f} +- {np.std(v, ddof=1):.4f} | "

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import supernet_fidelity as sf  # noqa: E402  (machine description)
 from search_quality import _plot as plot_curves  # noqa: E402  (best so far, min-max band)
 
-from hwnas.common.atomic import atomic_save_figure, atomic_write_text  # noqa: E402
+from hwnas.common.atomic import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTROLLERS = ("tpe", "nsga2", "rl", "random")

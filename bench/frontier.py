@@ -222,7 +222,7 @@ def main() -> None:
                     help="nas-search --seed (run folders and names get -seedS when it is not 0)")
     ap.add_argument("--warm-start", type=int, default=None,
                     help="nas-search --warm-start (run folders and names get -wsN when given; "
-                         "the runs before 2026-12-02 15:00 UTC had none)")
+                         "the runs before 2026-12-02 14:18 UTC had none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT, help="JSON path (the PNG goes beside it)")
     args = ap.parse_args()

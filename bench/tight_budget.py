@@ -3,7 +3,7 @@
 Each run is ``nas-search --target pixel --lat {B}ms --reward hard --sampler tpe
 --estimator supernet --supernet ID --trials N --pruner none --timeout none --seed S``
 (inherited supernet scores: the point is where the sampler goes, not the estimate).
-Four arms, same seeds: ``warm`` (as shipped since 2026-12-02 15:00 UTC: ``constrained``
+Four arms, same seeds: ``warm`` (as shipped since 2026-12-02 14:18 UTC: ``constrained``
 plus TPE's 10 start-up trials queued among nets predicted within the budget,
 ``hwnas.search.budget``); ``constrained`` (``--warm-start 0``, as shipped before: a
 skipped candidate, over 1.25 x the budget, scores ``0.01 x budget / latency``, and

@@ -96,12 +96,17 @@ def test_postgresql_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
 def test_ray_timeout_lets_running_trials_finish(local_ray: Path, tmp_path: Path) -> None:
     """--timeout under Ray stops starting trials; the running ones finish COMPLETE,
     their per-epoch rewards reached the study (the pruner saw them), and their
-    weights reached the driver's run folder through the weight sink."""
+    weights reached the driver's run folder through the weight sink. (The same run
+    checks that the warm start's queued trials come first under Ray.)"""
     run_dir = run_search(tiny_config(tmp_path / "timeout", trials=6, backend="ray", workers=2,
-                                     sampler="random", epochs=2, timeout_s=3.0))
+                                     sampler="random", epochs=2, timeout_s=3.0, warm_start=2))
     study = optuna.load_study(study_name="timeout", storage=f"sqlite:///{run_dir / 'study.db'}")
     states = [t.state.name for t in study.trials]
     assert 1 <= len(states) < 6 and set(states) == {"COMPLETE"}, states
+    # the warm start's queued nets are the first trials Ray Tune's searcher asks for
+    first = [t for t in study.trials if t.number < 2]
+    assert first and all(t.user_attrs.get("warm_start") for t in first)
+    assert all(t.user_attrs["latency_ms"] <= 50.0 for t in first)
     for t in study.trials:
         assert sorted(t.intermediate_values) == [0, 1]
     best = load_run(run_dir).best

@@ -6,12 +6,12 @@ Both price the whole space from the target's tables, vectorised
 the space (:func:`space_priced`): a table that is not built is not measured
 just for them.
 
-Warm start: a sampler's first trials are random: TPE models nothing until 10 trials are in,
-NSGA-II's first generation is random. Under a tight budget most of a space is
-too slow (``pixel``, 20 ms: random ``mobilenetv3`` nets are 19-170 ms), so those
-trials are spent on nets a ``hard`` reward skips: in ``bench/tight_budget.py``
-TPE's first trial within 20 ms came at trial 45-63 of 100, and a 48-trial search
-ended with none (docs/benchmarks.md). A warm start queues, before the search,
+Warm start: a sampler's first trials are random (TPE models nothing until 10
+trials are in, NSGA-II's first generation is random). Under a tight budget most
+of a space is too slow (``pixel``, 20 ms: random ``mobilenetv3`` nets are
+19-170 ms), so those trials are spent on nets a ``hard`` reward skips: in
+``bench/tight_budget.py`` TPE's first trial within 20 ms came at trial 13-77 of
+100, and a 48-trial search ended with none (docs/benchmarks.md). A warm start queues, before the search,
 ``n`` distinct nets predicted within the budget, drawn the same way whatever the
 sampler: a uniform random net, then, while it is over budget, one random
 decision moved to a random choice that makes the net faster (a walk down the
@@ -141,8 +141,8 @@ def enqueue_warm_starts(study: optuna.Study, comp: Components, n: int, seed: int
     if not space_priced(comp):
         return (f"warm start: none (target {c.target!r} lacks layers of space {c.space!r}; "
                 f"nas-latency build --target {c.target} --space {c.space} measures them)")
-    high = np.array([len(dec.choices) for dec in comp.space.decisions], dtype=np.int64)
-    rows = feasible_indices(_space_latency(comp).predict_indices, high, c.latency_ms, n,
+    latency = _space_latency(comp)
+    rows = feasible_indices(latency.predict_indices, latency.structure.high, c.latency_ms, n,
                             np.random.default_rng(seed))
     for row in rows:
         study.enqueue_trial(comp.space.from_indices(row), user_attrs={WARM_START_ATTR: True})

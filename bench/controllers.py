@@ -46,18 +46,16 @@ CONTROLLERS = ("tpe", "nsga2", "rl", "random")
 def one_run(name: str, seed: int, args: argparse.Namespace, score, space, target) -> list[float]:  # noqa: ANN001
     import optuna
 
-    from hwnas.search.budget import default_warm_start, feasible_indices
+    from hwnas.search.budget import default_warm_start, warm_start_params
     from hwnas.search.rewards import make_reward
     from hwnas.search.samplers import make_sampler
 
     reward = make_reward(args.reward, args.budget)
     study = optuna.create_study(direction="maximize",
                                 sampler=make_sampler(name, seed=seed, trials=args.trials))
-    high = np.array([len(d.choices) for d in space.decisions])
-    n_warm = default_warm_start(name, False, args.trials)
-    for row in feasible_indices(lambda idx: target.predict_many(idx, space=space), high,
-                                args.budget, n_warm, np.random.default_rng(seed)):
-        study.enqueue_trial(space.from_indices(row))
+    for params in warm_start_params(target, space, args.budget,
+                                    default_warm_start(name, False, args.trials), seed):
+        study.enqueue_trial(params)  # the shipped warm start, as nas-search queues it
 
     def objective(trial: optuna.Trial) -> float:
         arch = space.sample(trial)

@@ -133,6 +133,19 @@ def fastest_latency(comp: Components) -> tuple[float, str]:
     return float(best.ms), best.arch.to_str()
 
 
+def warm_start_params(target, space, budget_ms: float, n: int, seed: int,  # noqa: ANN001
+                      resolution: int = 224) -> list[dict]:
+    """Up to ``n`` distinct params dicts of ``space`` predicted within ``budget_ms`` on
+    ``target`` (:func:`feasible_indices` on the space's vectorised latency; the
+    target must price every layer of the space at ``resolution``)."""
+    from .objective import DEPLOY_NUM_CLASSES
+
+    latency = target.space_latency(space, resolution=resolution, num_classes=DEPLOY_NUM_CLASSES)
+    rows = feasible_indices(latency.predict_indices, latency.structure.high, budget_ms, n,
+                            np.random.default_rng(seed))
+    return [space.from_indices(row) for row in rows]
+
+
 def enqueue_warm_starts(study: optuna.Study, comp: Components, n: int, seed: int) -> str:
     """Queue up to ``n`` nets predicted within the run's budget as the study's
     first trials; returns a one-line notice of what was queued (none when the
@@ -141,10 +154,8 @@ def enqueue_warm_starts(study: optuna.Study, comp: Components, n: int, seed: int
     if not space_priced(comp):
         return (f"warm start: none (target {c.target!r} lacks layers of space {c.space!r}; "
                 f"nas-latency build --target {c.target} --space {c.space} measures them)")
-    latency = _space_latency(comp)
-    rows = feasible_indices(latency.predict_indices, latency.structure.high, c.latency_ms, n,
-                            np.random.default_rng(seed))
-    for row in rows:
-        study.enqueue_trial(comp.space.from_indices(row), user_attrs={WARM_START_ATTR: True})
-    return (f"warm start: the first {len(rows)} trials are nets predicted within "
+    params = warm_start_params(comp.target, comp.space, c.latency_ms, n, seed, c.resolution)
+    for p in params:
+        study.enqueue_trial(p, user_attrs={WARM_START_ATTR: True})
+    return (f"warm start: the first {len(params)} trials are nets predicted within "
             f"{c.latency} (--warm-start {n})")

@@ -32,7 +32,7 @@ from .registry import LOCAL_TARGETS, describe_targets, load_target, target_for_b
 from .runners import RUNNER_OPTIONS, make_runner, runner_settings
 from .space_latency import space_keys
 from .target import Target
-from .validation import measure_network, record_validation, validate, write_validation
+from .validation import BAND, measure_network, record_validation, validate, write_validation
 
 
 # ----------------------------------------------------------------- helpers ---
@@ -219,6 +219,12 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> None:
             f"anchor networks now / at calibration, each {min(ratios):.3f}-{max(ratios):.3f}): "
             f"{_fmt_fidelity(lv)}"
         )
+    spread = summary.get("round_spread_median")
+    if spread is not None:
+        lines.append(f"  measurement: the median network's {summary['rounds']} rounds differ by "
+                     f"{spread:.1%} (fastest to slowest)"
+                     + (f"; above the ±{BAND:.0%} band, the machine is busy or noisy and "
+                        "errors of that size are the measurement's" if spread > BAND else ""))
     console.print("\n".join([*lines, f"  {csv}", f"  {png}"]), highlight=False)
 
 

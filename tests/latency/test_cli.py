@@ -306,3 +306,28 @@ def test_validate_prints_the_level_corrected_line(
                          "--out", str(tmp_path / "v"), "--json")
     got = json.loads(out)
     assert got["level_corrected"]["level"] == 0.9 and got["mape"] == pytest.approx(raw["mape"])
+
+
+@pytest.mark.parametrize(("spreads", "noisy"), [([0.02, 0.04], False), ([0.12, 0.30], True)])
+def test_validate_says_how_noisy_the_measurement_was(
+    capsys, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spreads, noisy
+) -> None:
+    """The median round spread is printed; above the ±10% band validate says errors of that
+    size are the measurement's (nothing measured here)."""
+    import pandas as pd
+
+    from hwnas.latency import commands
+    from hwnas.latency.validation import Validation, fidelity
+
+    rows = pd.DataFrame({"arch": ["a", "b"], "predicted_ms": [1.0, 2.2],
+                         "measured_ms": [1.0, 2.0], "p10_ms": [0.9, 1.9], "p90_ms": [1.1, 2.1],
+                         "round_spread": spreads, "error": [0.0, 0.1]})
+    raw = fidelity(rows.predicted_ms, rows.measured_ms)
+    result = Validation(rows, raw["mape"], raw["max_error"], raw["spearman"], raw, None, 6, 0)
+    monkeypatch.setattr(commands, "validate", lambda *a, **k: result)
+    code, out, err = run(capsys, "validate", "--target", "host", "--n", "2",
+                         "--out", str(tmp_path / "v"))
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert f"6 rounds differ by {sum(spreads) / 2:.1%}" in text
+    assert ("busy or noisy" in text) is noisy

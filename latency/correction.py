@@ -56,7 +56,9 @@ RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # candidate ridge strengths (relative to
 SCALE_BOUNDS = (0.25, 4.0)  # a kind's scale stays positive and within 4x of the table's time
 MIN_NETS = 8  # fewer networks than this cannot pin the terms down
 MELEM = 1e-6  # edge terms in millions of elements (fp32 values)
-BAND = 0.10  # the band of the reported "within" share (nn-Meter's +-10%)
+# The band of every "within" share (validate, the correction's fit, the benchmarks): +-10%,
+# nn-Meter's headline metric (Zhang et al., MobiSys 2021).
+BAND = 0.10
 # The machine's speed level (memory bandwidth left by other cores and tenants) drifts by 4% in
 # 20 minutes and 4-9% between sessions, the same for every network (docs/latency.md, "Where
 # the noise comes from"); one network's rounds lie 16-28% apart, more than the drift, so one

@@ -23,13 +23,12 @@ import pandas as pd
 
 from hwnas.common.errors import HwnasError
 
-from .correction import ANCHORS
+from .correction import ANCHORS, BAND
 from .measured_target import MeasuredTarget
 from .measurement import FLUSHED, STANDARD, reuse_exports
 from .table import now_iso
 from .target import Target
 
-BAND = 0.10  # the +-10% band of nn-Meter's headline metric (Zhang et al., MobiSys 2021)
 # Each network is measured in this many rounds, interleaved with the other networks, and the
 # least disturbed round (lowest median) counts. The spread is not the session or the clock:
 # one session run continuously for 3 minutes moved by 7.7% (SD of 20-run medians), two
@@ -379,7 +378,7 @@ def write_validation(result: Validation, out: Path, title: str) -> tuple[Path, P
     lo = min(min(r[c].min() for c in cols), r["predicted_ms"].min()) * 0.9
     hi = max(max(r[c].max() for c in cols), r["predicted_ms"].max()) * 1.1
     xs = np.array([lo, hi])
-    ax.fill_between(xs, xs * (1 - BAND), xs * (1 + BAND), color="0.9", label="±10%")
+    ax.fill_between(xs, xs * (1 - BAND), xs * (1 + BAND), color="0.9", label=f"±{BAND:.0%}")
     ax.plot(xs, xs, "k--", lw=0.8, label="predicted = measured")
     ax.errorbar(
         r["measured_ms"],

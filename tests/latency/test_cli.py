@@ -282,14 +282,10 @@ def test_validate_prints_the_level_corrected_line(
 ) -> None:
     """With a stored anchor panel, validate prints the level-corrected numbers on a line of
     their own and keeps them under level_corrected in --json (nothing measured here)."""
-    import pandas as pd
-
     from hwnas.latency import commands
     from hwnas.latency.validation import Validation, fidelity
 
-    rows = pd.DataFrame({"arch": ["a", "b"], "predicted_ms": [1.0, 2.2],
-                         "measured_ms": [1.0, 2.0], "p10_ms": [0.9, 1.9], "p90_ms": [1.1, 2.1],
-                         "round_spread": [0.0, 0.1], "error": [0.0, 0.1]})
+    rows = _validation_rows([0.0, 0.1])
     raw = fidelity(rows.predicted_ms, rows.measured_ms)
     level = {**fidelity(rows.predicted_ms * 0.9, rows.measured_ms), "level": 0.9, "anchors": 3,
              "anchor_levels": {"a": 0.95, "b": 0.9, "c": 0.85}}
@@ -314,14 +310,10 @@ def test_validate_says_how_noisy_the_measurement_was(
 ) -> None:
     """The median round spread is printed; above the ±10% band validate says errors of that
     size are the measurement's (nothing measured here)."""
-    import pandas as pd
-
     from hwnas.latency import commands
     from hwnas.latency.validation import Validation, fidelity
 
-    rows = pd.DataFrame({"arch": ["a", "b"], "predicted_ms": [1.0, 2.2],
-                         "measured_ms": [1.0, 2.0], "p10_ms": [0.9, 1.9], "p90_ms": [1.1, 2.1],
-                         "round_spread": spreads, "error": [0.0, 0.1]})
+    rows = _validation_rows(spreads)
     raw = fidelity(rows.predicted_ms, rows.measured_ms)
     result = Validation(rows, raw["mape"], raw["max_error"], raw["spearman"], raw, None, 6, 0)
     monkeypatch.setattr(commands, "validate", lambda *a, **k: result)
@@ -331,3 +323,12 @@ def test_validate_says_how_noisy_the_measurement_was(
     text = " ".join(out.split())
     assert f"6 rounds differ by {sum(spreads) / 2:.1%}" in text
     assert ("busy or noisy" in text) is noisy
+
+
+def _validation_rows(spreads: list[float]):
+    """Two validated networks as ``validate`` tabulates them (predicted 0% and +10% off)."""
+    import pandas as pd
+
+    return pd.DataFrame({"arch": ["a", "b"], "predicted_ms": [1.0, 2.2],
+                         "measured_ms": [1.0, 2.0], "p10_ms": [0.9, 1.9], "p90_ms": [1.1, 2.1],
+                         "round_spread": spreads, "error": [0.0, 0.1]})

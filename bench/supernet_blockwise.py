@@ -48,7 +48,7 @@ from torch import nn
 from torch.func import functional_call
 
 import hwnas.common  # noqa: F401
-from hwnas.common.atomic import atomic_write_text
+from hwnas.common.atomic import atomic_save_state_dict, atomic_write_text
 from hwnas.proxy.data import load_dataset
 from hwnas.space import Arch, get_space
 from hwnas.space.build import Net
@@ -181,7 +181,7 @@ def main() -> None:
         teacher.eval()
     else:
         teacher = train_teacher(space, data, args.teacher_steps, args.teacher_lr)
-        torch.save(teacher.state_dict(), cache)
+        atomic_save_state_dict(teacher.state_dict(), cache)
     with torch.no_grad():
         acc = float((teacher(data.val_x[:1000]).argmax(1) == data.val_y[:1000]).float().mean())
     t_teacher = time.perf_counter() - t0
@@ -213,7 +213,7 @@ def main() -> None:
             print(f"step {step}: stage losses {[round(float(v), 3) for v in ls]} head {float(hl):.3f}",
                   flush=True)
     t_train = time.perf_counter() - t1
-    torch.save(model.state_dict(), saved)
+    atomic_save_state_dict(model.state_dict(), saved)
     truth = truth_rows()
     names = sorted(truth)
     rows = {}

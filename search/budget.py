@@ -11,8 +11,8 @@ trials are in, NSGA-II's first generation is random). Under a tight budget most
 of a space is too slow (``pixel``, 20 ms: random ``mobilenetv3`` nets are
 19-170 ms), so those trials are spent on nets a ``hard`` reward skips: in
 ``bench/tight_budget.py`` TPE's first trial within 20 ms came at trial 13-77 of
-100, and a 48-trial search ended with none (docs/benchmarks.md). A warm start queues, before the search,
-``n`` distinct nets predicted within the budget, drawn the same way whatever the
+100, and a 48-trial search ended with none (docs/benchmarks.md). A warm start
+queues, before the search, ``n`` distinct nets predicted within the budget, drawn the same way whatever the
 sampler: a uniform random net, then, while it is over budget, one random
 decision moved to a random choice that makes the net faster (a walk down the
 target's latency, so the start lands just under the budget, where the reward is
@@ -110,11 +110,11 @@ def space_priced(comp: Components) -> bool:
                                               num_classes=DEPLOY_NUM_CLASSES))
 
 
-def _space_latency(comp: Components):  # noqa: ANN202 - hwnas.latency.SpaceLatency
+def _space_latency(target, space, resolution: int):  # noqa: ANN001, ANN202 - hwnas.latency.SpaceLatency
+    """The target's vectorised latency of the space as the search deploys it (cached by the target)."""
     from .objective import DEPLOY_NUM_CLASSES
 
-    return comp.target.space_latency(comp.space, resolution=comp.config.resolution,
-                                     num_classes=DEPLOY_NUM_CLASSES)
+    return target.space_latency(space, resolution=resolution, num_classes=DEPLOY_NUM_CLASSES)
 
 
 def fastest_latency(comp: Components) -> tuple[float, str]:
@@ -129,7 +129,7 @@ def fastest_latency(comp: Components) -> tuple[float, str]:
     if not space_priced(comp):
         arch = comp.space.smallest()
         return comp.predict_ms(arch), arch.to_str()
-    best = _space_latency(comp).fastest()
+    best = _space_latency(comp.target, comp.space, comp.config.resolution).fastest()
     return float(best.ms), best.arch.to_str()
 
 
@@ -138,9 +138,7 @@ def warm_start_params(target, space, budget_ms: float, n: int, seed: int,  # noq
     """Up to ``n`` distinct params dicts of ``space`` predicted within ``budget_ms`` on
     ``target`` (:func:`feasible_indices` on the space's vectorised latency; the
     target must price every layer of the space at ``resolution``)."""
-    from .objective import DEPLOY_NUM_CLASSES
-
-    latency = target.space_latency(space, resolution=resolution, num_classes=DEPLOY_NUM_CLASSES)
+    latency = _space_latency(target, space, resolution)
     rows = feasible_indices(latency.predict_indices, latency.structure.high, budget_ms, n,
                             np.random.default_rng(seed))
     return [space.from_indices(row) for row in rows]
